@@ -53,8 +53,10 @@ typedef struct {
 } cl_option;
 
 /* Options every program has: config, brokers, topic.prefix, group.id, log.level,
- * log.format, http.listen, state.dir, shutdown.timeout.ms, schema.registry.*,
- * avro.schema.dir. */
+ * log.format, http.listen, state.dir, shutdown.timeout.ms, avro.schema.dir.
+ * Modules with options of their own export a table (cl_registry_options,
+ * cl_store_options, ...) that a program passes to cl_config_new(). A key defined in
+ * two tables is a programming error (abort). */
 extern const cl_option cl_common_options[];
 
 typedef struct cl_config cl_config;

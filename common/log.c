@@ -192,8 +192,9 @@ static void put_fields(line *l, const char *f)
         size_t un = 0;
         if (*f == '"') {
             f++;
-            while (*f && *f != '"') {
-                if (*f == '\\' && f[1]) f++;
+            /* The closing quote is the one followed by a space or the end, so a
+             * value formatted with %s may itself contain quotes. */
+            while (*f && !(*f == '"' && (f[1] == ' ' || f[1] == '\0'))) {
                 if (un < sizeof unq - 1) unq[un++] = *f;
                 f++;
             }
