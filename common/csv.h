@@ -1,6 +1,7 @@
 /*
- * csv.h — an RFC 4180 reader for Salesforce CSV: Bulk API 2.0 query results and
- * report exports of closed opportunities.
+ * csv.h — the one RFC 4180 reader of closedloop: scoring-run exports read by the
+ * snapshot worker, and Salesforce CSV (Bulk API 2.0 query results and
+ * report exports of closed opportunities) read by the outcomes worker.
  *
  * Both come from outside, so the reader is strict and bounded: quoted fields may hold
  * separators, quotes ("" escapes) and line breaks; a quote inside an unquoted field,
@@ -10,8 +11,8 @@
  * The reader works over a buffer the caller owns: Bulk results arrive one page per
  * HTTP response and report exports are read whole (bounded by the caller).
  */
-#ifndef CL_OUTCOMES_CSV_H
-#define CL_OUTCOMES_CSV_H
+#ifndef CL_CSV_H
+#define CL_CSV_H
 
 #include <stddef.h>
 
