@@ -353,10 +353,10 @@ cl_outcome_action cl_outcome_decide(const cl_sf_opportunity *opp, const cl_outco
 int32_t cl_outcome_days_to_close(const cl_sf_opportunity *opp)
 {
     if (!opp->has_close_date || !opp->has_created)
-        return -1;
+        return 0;
     int64_t created_day = opp->created_ms / 86400000;
     if (opp->created_ms % 86400000 < 0)
         created_day--;
-    int64_t d = (int64_t)opp->close_date - created_day;
-    return d < 0 ? 0 : (int32_t)d;
+    /* Negative when Salesforce holds a back-dated CloseDate; kept as the data says. */
+    return (int32_t)((int64_t)opp->close_date - created_day);
 }

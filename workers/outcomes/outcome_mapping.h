@@ -99,7 +99,8 @@ const char *cl_outcome_action_name(cl_outcome_action a);
 
 cl_outcome_action cl_outcome_decide(const cl_sf_opportunity *opp, const cl_outcome_seen *seen);
 
-/* Days from creation to close (>= 0), or -1 when either date is unknown. */
+/* close_date - day of CreatedDate (negative for back-dated closes); callers check
+ * has_close_date and has_created first (returns 0 when either is unknown). */
 int32_t cl_outcome_days_to_close(const cl_sf_opportunity *opp);
 
 /* Salesforce id: 15 or 18 ASCII alphanumerics. */
