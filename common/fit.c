@@ -1,0 +1,1123 @@
+/*
+ * fit.c — active-set Newton solver for (non-negatively / cap-) constrained logistic
+ * regression, and the validation machinery around it. See fit.h and
+ * docs/refit-math.md.
+ *
+ * Parameters θ = (a, β₁..β_k). Every constraint is a homogeneous linear inequality
+ * c·θ <= 0 (βᵢ >= 0 is −βᵢ <= 0; the cap is βᵢ − (w⁰ᵢ+cap)·Σβ <= 0 and
+ * (w⁰ᵢ−cap)·Σβ − βᵢ <= 0). Invariants of the main loop:
+ *   - θ is feasible (up to rounding in the last bits, which the final weights absorb);
+ *   - the working set W holds constraints that are active at θ and linearly
+ *     independent, so the KKT system of the Newton step is non-singular whenever the
+ *     Hessian is positive definite on the null space of W;
+ *   - the objective never increases (Armijo line search).
+ */
+#include "fit.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stats.h"
+
+#define MAXP (CL_FIT_MAX_COMPONENTS + 1)
+#define MAXC (3 * CL_FIT_MAX_COMPONENTS)
+
+void cl_fit_options_default(cl_fit_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->mode = CL_FIT_SIMPLEX;
+    o->tolerance = 1e-14;
+    o->max_iterations = 200;
+}
+
+void cl_cv_options_default(cl_cv_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->folds = 5;
+    o->min_train_won = 20;
+    o->min_train_lost = 20;
+    o->high_threshold = 70.0;
+    o->ece_bins = 10;
+}
+
+/* --- the problem --------------------------------------------------------------- */
+
+typedef struct {
+    size_t n, k, p;
+    const double *x;
+    const uint8_t *y;
+    const double *v;
+    double lambda;
+    double anchor[CL_FIT_MAX_COMPONENTS];
+    double *eta; /* n scratch: linear index at the current trial point */
+    double *h;   /* n scratch: v·p·(1−p) */
+    double *r;   /* n scratch: v·(p − y) */
+    double *hx;  /* n scratch: h·x_j */
+    size_t ncons;
+    double cons[MAXC][MAXP];
+} problem;
+
+static double sigmoid(double t)
+{
+    if (t >= 0)
+        return 1.0 / (1.0 + exp(-t));
+    double e = exp(t);
+    return e / (1.0 + e);
+}
+
+/* log(1 + e^t) without overflow or loss of digits for large |t|. */
+static double softplus(double t) { return fmax(t, 0.0) + log1p(exp(-fabs(t))); }
+
+static void linear_index(const problem *pb, const double *theta, double *eta)
+{
+    size_t n = pb->n;
+    for (size_t i = 0; i < n; i++)
+        eta[i] = theta[0];
+    for (size_t j = 0; j < pb->k; j++) {
+        double b = theta[1 + j];
+        if (b == 0)
+            continue;
+        const double *col = pb->x + j * n;
+        for (size_t i = 0; i < n; i++)
+            eta[i] += b * col[i];
+    }
+}
+
+static double penalty(const problem *pb, const double *theta)
+{
+    double s = 0;
+    for (size_t j = 0; j < pb->k; j++) {
+        double d = theta[1 + j] - pb->anchor[j];
+        s += d * d;
+    }
+    return 0.5 * pb->lambda * s;
+}
+
+/* Objective at theta; leaves the linear index in pb->eta. */
+static double objective(problem *pb, const double *theta)
+{
+    linear_index(pb, theta, pb->eta);
+    double s = 0;
+    for (size_t i = 0; i < pb->n; i++) {
+        double v = pb->v ? pb->v[i] : 1.0;
+        if (v == 0)
+            continue;
+        double t = pb->eta[i];
+        s += v * (softplus(t) - (pb->y[i] ? t : 0.0));
+    }
+    return s + penalty(pb, theta);
+}
+
+/* Gradient and Hessian at the point whose linear index is in pb->eta. */
+static void gradient_hessian(problem *pb, const double *theta, double *g, double H[MAXP][MAXP])
+{
+    size_t n = pb->n, k = pb->k;
+    double g0 = 0, h00 = 0;
+    for (size_t i = 0; i < n; i++) {
+        double v = pb->v ? pb->v[i] : 1.0;
+        double p = sigmoid(pb->eta[i]);
+        pb->r[i] = v * (p - (double)pb->y[i]);
+        pb->h[i] = v * p * (1.0 - p);
+        g0 += pb->r[i];
+        h00 += pb->h[i];
+    }
+    g[0] = g0;
+    H[0][0] = h00;
+    double *hx = pb->hx;
+    for (size_t j = 0; j < k; j++) {
+        const double *cj = pb->x + j * n;
+        double gj = 0, h0j = 0;
+        for (size_t i = 0; i < n; i++) {
+            gj += pb->r[i] * cj[i];
+            hx[i] = pb->h[i] * cj[i];
+            h0j += hx[i];
+        }
+        g[1 + j] = gj + pb->lambda * (theta[1 + j] - pb->anchor[j]);
+        H[0][1 + j] = H[1 + j][0] = h0j;
+        for (size_t l = 0; l <= j; l++) {
+            const double *cl = pb->x + l * n;
+            double s = 0;
+            for (size_t i = 0; i < n; i++)
+                s += hx[i] * cl[i];
+            H[1 + j][1 + l] = H[1 + l][1 + j] = s;
+        }
+        H[1 + j][1 + j] += pb->lambda;
+    }
+}
+
+/* Solves the dense system M z = rhs (size m) by Gaussian elimination with partial
+ * pivoting. Returns 0, or -1 when a pivot is negligible (singular to working precision). */
+static int solve_dense(size_t m, double M[][MAXP + MAXC], double *rhs, double *z)
+{
+    double scale = 0;
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < m; j++)
+            scale = fmax(scale, fabs(M[i][j]));
+    if (!(scale > 0))
+        return -1;
+    for (size_t c = 0; c < m; c++) {
+        size_t piv = c;
+        for (size_t i = c + 1; i < m; i++)
+            if (fabs(M[i][c]) > fabs(M[piv][c]))
+                piv = i;
+        if (fabs(M[piv][c]) <= 1e-14 * scale)
+            return -1;
+        if (piv != c) {
+            for (size_t j = 0; j < m; j++) {
+                double t = M[c][j];
+                M[c][j] = M[piv][j];
+                M[piv][j] = t;
+            }
+            double t = rhs[c];
+            rhs[c] = rhs[piv];
+            rhs[piv] = t;
+        }
+        for (size_t i = c + 1; i < m; i++) {
+            double f = M[i][c] / M[c][c];
+            if (f == 0)
+                continue;
+            for (size_t j = c; j < m; j++)
+                M[i][j] -= f * M[c][j];
+            rhs[i] -= f * rhs[c];
+        }
+    }
+    for (size_t c = m; c-- > 0;) {
+        double s = rhs[c];
+        for (size_t j = c + 1; j < m; j++)
+            s -= M[c][j] * z[j];
+        z[c] = s / M[c][c];
+    }
+    return 0;
+}
+
+/* Newton step on the face defined by the working set: minimize g·d + ½dᵀHd subject to
+ * A_W d = 0. Returns d and the multipliers mu (one per working constraint). A
+ * Hessian that is singular on the face (collinear components, no penalty) gets a
+ * growing ridge, which turns the step into a damped Newton step. */
+static int newton_step(const problem *pb, const double *g, double H[MAXP][MAXP],
+                       const size_t *work, size_t nwork, double *d, double *mu)
+{
+    static const size_t dim = MAXP + MAXC;
+    size_t p = pb->p, m = p + nwork;
+    double (*M)[MAXP + MAXC] = malloc(sizeof(double[MAXP + MAXC][MAXP + MAXC]));
+    if (!M)
+        return -2;
+    double rhs[MAXP + MAXC], z[MAXP + MAXC];
+    double diag = 0;
+    for (size_t i = 0; i < p; i++)
+        diag = fmax(diag, H[i][i]);
+    double ridge = 0;
+    int rc = -1;
+    for (int attempt = 0; attempt < 12 && rc != 0; attempt++) {
+        for (size_t i = 0; i < m; i++)
+            for (size_t j = 0; j < dim && j < m; j++)
+                M[i][j] = 0;
+        for (size_t i = 0; i < p; i++) {
+            for (size_t j = 0; j < p; j++)
+                M[i][j] = H[i][j];
+            M[i][i] += ridge;
+            rhs[i] = -g[i];
+        }
+        for (size_t w = 0; w < nwork; w++) {
+            for (size_t j = 0; j < p; j++) {
+                M[p + w][j] = pb->cons[work[w]][j];
+                M[j][p + w] = pb->cons[work[w]][j];
+            }
+            rhs[p + w] = 0;
+        }
+        rc = solve_dense(m, M, rhs, z);
+        ridge = ridge == 0 ? 1e-12 * fmax(diag, 1.0) : ridge * 100.0;
+    }
+    free(M);
+    if (rc != 0)
+        return -1;
+    memcpy(d, z, p * sizeof *d);
+    for (size_t w = 0; w < nwork; w++)
+        mu[w] = z[p + w];
+    return 0;
+}
+
+static double dot(const double *a, const double *b, size_t p)
+{
+    double s = 0;
+    for (size_t i = 0; i < p; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+/* Constraint rows for the mode and options (see the file comment). */
+static void build_constraints(problem *pb, const cl_fit_options *o, double lower[],
+                              double upper[])
+{
+    size_t k = pb->k, p = pb->p;
+    pb->ncons = 0;
+    for (size_t j = 0; j < k; j++) {
+        lower[j] = 0;
+        upper[j] = 1;
+    }
+    if (o->mode != CL_FIT_SIMPLEX)
+        return;
+    int cap = o->prior_weights && o->max_change > 0;
+    for (size_t j = 0; j < k; j++) {
+        if (cap) {
+            lower[j] = fmax(0.0, o->prior_weights[j] - o->max_change);
+            upper[j] = fmin(1.0, o->prior_weights[j] + o->max_change);
+        }
+        if (lower[j] > 0) {
+            /* (w⁰−cap)·Σβ − βⱼ <= 0, which also implies βⱼ >= 0 */
+            double *c = pb->cons[pb->ncons++];
+            memset(c, 0, p * sizeof *c);
+            for (size_t l = 0; l < k; l++)
+                c[1 + l] = lower[j];
+            c[1 + j] -= 1.0;
+        } else {
+            double *c = pb->cons[pb->ncons++];
+            memset(c, 0, p * sizeof *c);
+            c[1 + j] = -1.0;
+        }
+        if (upper[j] < 1) {
+            double *c = pb->cons[pb->ncons++];
+            memset(c, 0, p * sizeof *c);
+            for (size_t l = 0; l < k; l++)
+                c[1 + l] = -upper[j];
+            c[1 + j] += 1.0;
+        }
+    }
+}
+
+static int check_data(const cl_fit_data *d, char *err, size_t errlen)
+{
+    if (!d || !d->x || !d->won || d->n == 0)
+        return cl_seterr(err, errlen, CL_EINVAL, "fit: no training examples");
+    if (d->k == 0 || d->k > CL_FIT_MAX_COMPONENTS)
+        return cl_seterr(err, errlen, CL_EINVAL, "fit: %zu components (want 1..%d)", d->k,
+                         CL_FIT_MAX_COMPONENTS);
+    if (d->n > SIZE_MAX / sizeof(double) / (d->k + 3))
+        return cl_seterr(err, errlen, CL_ENOMEM, "fit: %zu examples is too many", d->n);
+    for (size_t i = 0; i < d->n * d->k; i++)
+        if (!isfinite(d->x[i]))
+            return cl_seterr(err, errlen, CL_EINVAL,
+                             "fit: component %zu of example %zu is not a finite number",
+                             i / d->n, i % d->n);
+    for (size_t i = 0; i < d->n; i++) {
+        if (d->won[i] > 1)
+            return cl_seterr(err, errlen, CL_EINVAL, "fit: example %zu has label %u (want 0/1)",
+                             i, (unsigned)d->won[i]);
+        if (d->weight && (!isfinite(d->weight[i]) || d->weight[i] < 0))
+            return cl_seterr(err, errlen, CL_EINVAL, "fit: example %zu has weight %g (want >= 0)",
+                             i, d->weight[i]);
+    }
+    return CL_OK;
+}
+
+static int check_options(const cl_fit_data *d, const cl_fit_options *o, char *err,
+                         size_t errlen)
+{
+    if (o->mode != CL_FIT_SIMPLEX && o->mode != CL_FIT_UNCONSTRAINED)
+        return cl_seterr(err, errlen, CL_EINVAL, "fit: unknown mode %d", (int)o->mode);
+    if (!isfinite(o->l2) || o->l2 < 0)
+        return cl_seterr(err, errlen, CL_EINVAL, "fit: l2 = %g (want a finite value >= 0)", o->l2);
+    if (!isfinite(o->max_change) || o->max_change < 0)
+        return cl_seterr(err, errlen, CL_EINVAL, "fit: max_change = %g (want >= 0)",
+                         o->max_change);
+    if (!isfinite(o->prior_slope) || o->prior_slope < 0)
+        return cl_seterr(err, errlen, CL_EINVAL, "fit: prior_slope = %g (want >= 0)",
+                         o->prior_slope);
+    if (!isfinite(o->tolerance) || o->tolerance < 0)
+        return cl_seterr(err, errlen, CL_EINVAL, "fit: tolerance = %g (want >= 0)", o->tolerance);
+    if (o->mode == CL_FIT_SIMPLEX && o->max_change > 0 && !o->prior_weights)
+        return cl_seterr(err, errlen, CL_EINVAL,
+                         "fit: max_change needs the champion's weights (prior_weights)");
+    if (o->mode == CL_FIT_SIMPLEX && o->prior_weights) {
+        double s = 0;
+        for (size_t j = 0; j < d->k; j++) {
+            double w = o->prior_weights[j];
+            if (!isfinite(w) || w < 0)
+                return cl_seterr(err, errlen, CL_EINVAL, "fit: prior weight %zu is %g (want >= 0)",
+                                 j, w);
+            s += w;
+        }
+        if (fabs(s - 1.0) > 1e-9)
+            return cl_seterr(err, errlen, CL_EINVAL, "fit: prior weights sum to %.12g, not 1", s);
+    }
+    return CL_OK;
+}
+
+/* Calibration of one fixed score column: unconstrained fit of σ(a + b·s), with a
+ * negligible ridge on b so that perfectly separated data still has a finite answer. */
+static int fit_calibration(const double *score, const cl_fit_data *d, double *a, double *b,
+                           char *err, size_t errlen)
+{
+    cl_fit_data one = {d->n, 1, score, d->won, d->weight};
+    cl_fit_options o;
+    cl_fit_options_default(&o);
+    o.mode = CL_FIT_UNCONSTRAINED;
+    double total = 0;
+    for (size_t i = 0; i < d->n; i++)
+        total += d->weight ? d->weight[i] : 1.0;
+    o.l2 = 1e-10 * (1.0 + total);
+    cl_fit_result r;
+    int rc = cl_fit(&one, &o, &r, err, errlen);
+    if (rc != CL_OK)
+        return rc;
+    *a = r.intercept;
+    *b = r.coef[0];
+    return CL_OK;
+}
+
+int cl_fit(const cl_fit_data *d, const cl_fit_options *opts, cl_fit_result *r, char *err,
+           size_t errlen)
+{
+    memset(r, 0, sizeof *r);
+    int rc = check_data(d, err, errlen);
+    if (rc != CL_OK)
+        return rc;
+    cl_fit_options o;
+    if (opts)
+        o = *opts;
+    else
+        cl_fit_options_default(&o);
+    if ((rc = check_options(d, &o, err, errlen)) != CL_OK)
+        return rc;
+    double tolerance = o.tolerance > 0 ? o.tolerance : 1e-14;
+    int max_iterations = o.max_iterations > 0 ? o.max_iterations : 200;
+
+    size_t n = d->n, k = d->k;
+    double total = 0, total_sq = 0, won_weight = 0, xscale = 1.0;
+    for (size_t i = 0; i < n; i++) {
+        double v = d->weight ? d->weight[i] : 1.0;
+        total += v;
+        total_sq += v * v;
+        if (v > 0) {
+            if (d->won[i]) {
+                r->n_won++;
+                won_weight += v;
+            } else {
+                r->n_lost++;
+            }
+        }
+    }
+    if (r->n_won == 0 || r->n_lost == 0)
+        return cl_seterr(err, errlen, CL_EINVAL,
+                         "fit: needs both won and lost outcomes (have %zu won, %zu lost)",
+                         r->n_won, r->n_lost);
+    for (size_t i = 0; i < n * k; i++)
+        xscale = fmax(xscale, fabs(d->x[i]));
+    r->k = k;
+    r->weight_sum = total;
+    r->effective_n = total * total / total_sq;
+
+    problem *pb = calloc(1, sizeof *pb);
+    double *scratch = malloc(4 * n * sizeof *scratch);
+    if (!pb || !scratch) {
+        free(pb);
+        free(scratch);
+        return cl_seterr(err, errlen, CL_ENOMEM, "fit: cannot allocate for %zu examples", n);
+    }
+    pb->n = n;
+    pb->k = k;
+    pb->p = k + 1;
+    pb->x = d->x;
+    pb->y = d->won;
+    pb->v = d->weight;
+    pb->lambda = o.l2;
+    pb->eta = scratch;
+    pb->h = scratch + n;
+    pb->r = scratch + 2 * n;
+    pb->hx = scratch + 3 * n;
+
+    double theta[MAXP] = {0}, lower[CL_FIT_MAX_COMPONENTS], upper[CL_FIT_MAX_COMPONENTS];
+    build_constraints(pb, &o, lower, upper);
+
+    /* Anchor and starting point. The start must be feasible; β = s·w⁰ (s > 0) is
+     * feasible for every cap, with slack s·cap on each cap constraint. */
+    double start_scale = 0.01 / xscale;
+    if (o.mode == CL_FIT_SIMPLEX && o.prior_weights) {
+        double b0 = o.prior_slope;
+        if (b0 == 0) {
+            double *s0 = pb->hx; /* scratch until the solver starts: the champion's score */
+            for (size_t i = 0; i < n; i++) {
+                double s = 0;
+                for (size_t j = 0; j < k; j++)
+                    s += o.prior_weights[j] * d->x[j * n + i];
+                s0[i] = s;
+            }
+            double a0;
+            rc = fit_calibration(s0, d, &a0, &b0, err, errlen);
+            if (rc != CL_OK)
+                goto done;
+            /* A champion score that does not rank winners higher anchors at 0. */
+            b0 = fmax(b0, 0.0);
+        }
+        r->anchor_slope = b0;
+        for (size_t j = 0; j < k; j++) {
+            pb->anchor[j] = b0 * o.prior_weights[j];
+            theta[1 + j] = (b0 > 0 ? b0 : start_scale) * o.prior_weights[j];
+        }
+    } else if (o.mode == CL_FIT_SIMPLEX) {
+        for (size_t j = 0; j < k; j++)
+            theta[1 + j] = start_scale / (double)k;
+    }
+    {
+        double mean_y = won_weight / total;
+        double offset = 0;
+        for (size_t j = 0; j < k; j++) {
+            if (theta[1 + j] == 0)
+                continue;
+            double m = 0;
+            for (size_t i = 0; i < n; i++)
+                m += (d->weight ? d->weight[i] : 1.0) * d->x[j * n + i];
+            offset += theta[1 + j] * m / total;
+        }
+        theta[0] = log(mean_y / (1.0 - mean_y)) - offset;
+    }
+
+    size_t work[MAXC], nwork = 0;
+    for (size_t c = 0; c < pb->ncons; c++)
+        if (dot(pb->cons[c], theta, pb->p) >= 0)
+            work[nwork++] = c; /* only βⱼ = 0 rows (w⁰ⱼ = 0) can be tight at the start */
+
+    double f = objective(pb, theta);
+    double g[MAXP], H[MAXP][MAXP], step[MAXP], mu[MAXC], trial[MAXP];
+    double decrement_floor = tolerance * (1.0 + total);
+    double multiplier_floor = 1e-10 * (1.0 + total) * xscale;
+    int converged = 0, iter;
+    for (iter = 0; iter < max_iterations; iter++) {
+        gradient_hessian(pb, theta, g, H);
+        int sr = newton_step(pb, g, H, work, nwork, step, mu);
+        if (sr == -2) {
+            rc = cl_seterr(err, errlen, CL_ENOMEM, "fit: out of memory in the Newton step");
+            goto done;
+        }
+        if (sr != 0) {
+            rc = cl_seterr(err, errlen, CL_ERR,
+                           "fit: Newton system singular at iteration %d (degenerate data)", iter);
+            goto done;
+        }
+        double decrement = -dot(g, step, pb->p);
+        r->newton_decrement = decrement;
+        if (decrement <= decrement_floor) {
+            /* Stationary on this face: optimal if no active constraint wants to let go. */
+            size_t worst = nwork;
+            double worst_mu = -multiplier_floor;
+            for (size_t w = 0; w < nwork; w++)
+                if (mu[w] < worst_mu) {
+                    worst_mu = mu[w];
+                    worst = w;
+                }
+            if (worst == nwork) {
+                converged = 1;
+                break;
+            }
+            work[worst] = work[--nwork];
+            continue;
+        }
+        /* Longest feasible step along `step` (ratio test over constraints not in W). */
+        double alpha_max = 1.0;
+        size_t blocking = pb->ncons;
+        double step_norm = sqrt(dot(step, step, pb->p));
+        for (size_t c = 0; c < pb->ncons; c++) {
+            int in_work = 0;
+            for (size_t w = 0; w < nwork; w++)
+                in_work |= work[w] == c;
+            if (in_work)
+                continue;
+            double cd = dot(pb->cons[c], step, pb->p);
+            double cnorm = sqrt(dot(pb->cons[c], pb->cons[c], pb->p));
+            if (cd <= 1e-10 * cnorm * step_norm)
+                continue; /* moving away from, or parallel to, this constraint */
+            double slack = -dot(pb->cons[c], theta, pb->p);
+            double a = fmax(slack, 0.0) / cd;
+            if (a < alpha_max) {
+                alpha_max = a;
+                blocking = c;
+            }
+        }
+        /* Backtracking (Armijo). Near the optimum the decrease is at the level of the
+         * rounding noise in f, so a step that keeps f within that noise is taken. */
+        double alpha = alpha_max, f_new = f;
+        int accepted = 0;
+        double noise = 1e-13 * (1.0 + fabs(f));
+        for (int ls = 0; ls < 60; ls++) {
+            for (size_t j = 0; j < pb->p; j++)
+                trial[j] = theta[j] + alpha * step[j];
+            f_new = objective(pb, trial);
+            if (isfinite(f_new) && (f_new <= f - 1e-4 * alpha * decrement ||
+                                    (decrement < 1e-8 * (1.0 + total) && f_new <= f + noise))) {
+                accepted = 1;
+                break;
+            }
+            alpha *= 0.5;
+        }
+        if (!accepted) {
+            if (decrement < 1e-8 * (1.0 + total)) {
+                converged = 1; /* at the floor of double precision */
+                break;
+            }
+            rc = cl_seterr(err, errlen, CL_ERR,
+                           "fit: line search failed at iteration %d (Newton decrement %g)", iter,
+                           decrement);
+            goto done;
+        }
+        memcpy(theta, trial, pb->p * sizeof *theta);
+        f = f_new;
+        /* Rounding can leave a bound row a hair positive; βⱼ >= 0 is restored exactly
+         * (and f, with the linear index the next Hessian uses, recomputed). */
+        int clamped = 0;
+        for (size_t j = 0; j < k; j++)
+            if (o.mode == CL_FIT_SIMPLEX && theta[1 + j] < 0) {
+                theta[1 + j] = 0;
+                clamped = 1;
+            }
+        if (clamped)
+            f = objective(pb, theta);
+        if (blocking < pb->ncons && alpha == alpha_max && nwork < k)
+            work[nwork++] = blocking;
+    }
+    r->iterations = iter;
+    if (!converged) {
+        rc = cl_seterr(err, errlen, CL_ERR,
+                       "fit: no convergence in %d iterations (Newton decrement %g); nothing "
+                       "should be published from this fit",
+                       max_iterations, r->newton_decrement);
+        goto done;
+    }
+
+    r->intercept = theta[0];
+    r->objective = f;
+    r->log_loss = (f - penalty(pb, theta)) / total;
+    for (size_t j = 0; j < k; j++)
+        r->coef[j] = theta[1 + j];
+    if (o.mode == CL_FIT_SIMPLEX) {
+        double b = 0;
+        for (size_t j = 0; j < k; j++)
+            b += theta[1 + j];
+        if (!(b > 1e-12 / xscale)) {
+            rc = cl_seterr(err, errlen, CL_ECONFLICT,
+                           "fit: no component is positively associated with winning on this "
+                           "data (fitted slope %g); weights are undefined",
+                           b);
+            goto done;
+        }
+        r->slope = b;
+        double sum = 0;
+        for (size_t j = 0; j < k; j++) {
+            double w = fmin(fmax(theta[1 + j] / b, lower[j]), upper[j]);
+            r->weights[j] = w;
+            sum += w;
+        }
+        for (size_t j = 0; j < k; j++) {
+            r->weights[j] /= sum;
+            double tol = 1e-9;
+            r->at_bound[j] = r->weights[j] <= lower[j] + tol ? -1
+                             : r->weights[j] >= upper[j] - tol ? 1
+                                                               : 0;
+        }
+    }
+    rc = CL_OK;
+done:
+    free(scratch);
+    free(pb);
+    return rc;
+}
+
+void cl_fit_predict(const cl_fit_data *d, const cl_fit_result *r, double *score,
+                    double *probability)
+{
+    for (size_t i = 0; i < d->n; i++) {
+        double s = 0, eta = r->intercept;
+        for (size_t j = 0; j < r->k; j++) {
+            double c = d->x[j * d->n + i];
+            eta += r->coef[j] * c;
+            s += (r->slope > 0 ? r->weights[j] : r->coef[j]) * c;
+        }
+        if (score)
+            score[i] = s;
+        if (probability)
+            probability[i] = sigmoid(eta);
+    }
+}
+
+int cl_fit_recency_weights(const int32_t *close_day, const double *base, size_t n,
+                           int32_t reference_day, double half_life_days, double *out,
+                           char *err, size_t errlen)
+{
+    if (!isfinite(half_life_days) || !(half_life_days > 0))
+        return cl_seterr(err, errlen, CL_EINVAL, "recency: half-life %g days (want > 0)",
+                         half_life_days);
+    for (size_t i = 0; i < n; i++) {
+        double age = fmax(0.0, (double)reference_day - (double)close_day[i]);
+        out[i] = (base ? base[i] : 1.0) * exp2(-age / half_life_days);
+    }
+    return CL_OK;
+}
+
+double cl_fit_effective_n(const double *w, size_t n)
+{
+    if (!w)
+        return (double)n;
+    double s = 0, s2 = 0;
+    for (size_t i = 0; i < n; i++) {
+        s += w[i];
+        s2 += w[i] * w[i];
+    }
+    return s2 > 0 ? s * s / s2 : 0.0;
+}
+
+/* --- subsets ------------------------------------------------------------------- */
+
+/* A column-major copy of the rows selected by `keep` (and, for weights, optional
+ * recency re-weighting relative to `reference_day`). */
+typedef struct {
+    cl_fit_data data;
+    double *x;
+    uint8_t *won;
+    double *weight;
+} subset;
+
+static void subset_free(subset *s)
+{
+    free(s->x);
+    free(s->won);
+    free(s->weight);
+    memset(s, 0, sizeof *s);
+}
+
+static int subset_make(const cl_fit_data *d, size_t k, const uint8_t *keep,
+                       const uint8_t *labels, const int32_t *close_day, int32_t reference_day,
+                       double half_life_days, subset *s, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof *s);
+    size_t m = 0;
+    for (size_t i = 0; i < d->n; i++)
+        m += keep[i] != 0;
+    s->x = malloc((m ? m : 1) * k * sizeof *s->x);
+    s->won = malloc(m ? m : 1);
+    s->weight = malloc((m ? m : 1) * sizeof *s->weight);
+    if (!s->x || !s->won || !s->weight) {
+        subset_free(s);
+        return cl_seterr(err, errlen, CL_ENOMEM, "fit: cannot allocate a %zu-row subset", m);
+    }
+    size_t row = 0;
+    for (size_t i = 0; i < d->n; i++) {
+        if (!keep[i])
+            continue;
+        for (size_t j = 0; j < k; j++)
+            s->x[j * m + row] = d->x[j * d->n + i];
+        s->won[row] = labels[i];
+        double v = d->weight ? d->weight[i] : 1.0;
+        if (half_life_days > 0) {
+            double age = fmax(0.0, (double)reference_day - (double)close_day[i]);
+            v *= exp2(-age / half_life_days);
+        }
+        s->weight[row] = v;
+        row++;
+    }
+    s->data.n = m;
+    s->data.k = k;
+    s->data.x = s->x;
+    s->data.won = s->won;
+    s->data.weight = s->weight;
+    return CL_OK;
+}
+
+int cl_fit_stages(const cl_fit_data *d, const uint32_t *stage, size_t nstages,
+                  const cl_fit_options *o, const cl_fit_result *global, double stage_l2,
+                  size_t min_won, size_t min_lost, cl_fit_result *out, int *fitted, char *err,
+                  size_t errlen)
+{
+    if (!global || global->slope <= 0 || global->k != d->k)
+        return cl_seterr(err, errlen, CL_EINVAL,
+                         "stage fit: needs a global simplex fit over the same components");
+    uint8_t *keep = malloc(d->n ? d->n : 1);
+    if (!keep)
+        return cl_seterr(err, errlen, CL_ENOMEM, "stage fit: out of memory");
+    for (size_t i = 0; i < d->n; i++)
+        if (stage[i] >= nstages) {
+            free(keep);
+            return cl_seterr(err, errlen, CL_EINVAL, "stage fit: example %zu has stage %u of %zu",
+                             i, stage[i], nstages);
+        }
+    int rc = CL_OK;
+    for (size_t s = 0; s < nstages; s++) {
+        size_t won = 0, lost = 0;
+        for (size_t i = 0; i < d->n; i++) {
+            keep[i] = stage[i] == s && (!d->weight || d->weight[i] > 0);
+            if (keep[i])
+                *(d->won[i] ? &won : &lost) += 1;
+        }
+        out[s] = *global;
+        fitted[s] = 0;
+        if (won < min_won || lost < min_lost)
+            continue;
+        subset sub;
+        if ((rc = subset_make(d, d->k, keep, d->won, NULL, 0, 0, &sub, err, errlen)) != CL_OK)
+            break;
+        cl_fit_options so = *o;
+        so.mode = CL_FIT_SIMPLEX;
+        so.prior_weights = global->weights;
+        so.prior_slope = global->slope;
+        so.l2 = stage_l2;
+        char inner[CL_ERRLEN];
+        rc = cl_fit(&sub.data, &so, &out[s], inner, sizeof inner);
+        subset_free(&sub);
+        if (rc != CL_OK) {
+            rc = cl_seterr(err, errlen, rc, "stage fit: stage %zu (%zu won, %zu lost): %s", s, won,
+                           lost, inner);
+            break;
+        }
+        fitted[s] = 1;
+    }
+    free(keep);
+    return rc;
+}
+
+/* --- rolling-origin cross-validation -------------------------------------------- */
+
+static int compare_int32(const void *pa, const void *pb)
+{
+    int32_t a = *(const int32_t *)pa, b = *(const int32_t *)pb;
+    return (a > b) - (a < b);
+}
+
+int cl_cv_windows(const int32_t *close_day, size_t n, size_t folds, cl_cv_window *out,
+                  size_t *nout, char *err, size_t errlen)
+{
+    *nout = 0;
+    if (folds == 0 || folds > CL_CV_MAX_FOLDS)
+        return cl_seterr(err, errlen, CL_EINVAL, "cv: %zu folds (want 1..%d)", folds,
+                         CL_CV_MAX_FOLDS);
+    if (n < 2)
+        return cl_seterr(err, errlen, CL_EINVAL, "cv: %zu examples are too few to split", n);
+    int32_t *days = malloc(n * sizeof *days);
+    if (!days)
+        return cl_seterr(err, errlen, CL_ENOMEM, "cv: out of memory");
+    memcpy(days, close_day, n * sizeof *days);
+    qsort(days, n, sizeof *days, compare_int32);
+    int32_t last_start = days[0];
+    size_t count = 0;
+    int32_t starts[CL_CV_MAX_FOLDS];
+    for (size_t f = 1; f <= folds; f++) {
+        int32_t start = days[(size_t)((double)n * (double)f / (double)(folds + 1))];
+        /* A boundary at the very first day would leave nothing to train on; equal
+         * boundaries (many outcomes on one day) merge into one window. */
+        if (start <= last_start)
+            continue;
+        starts[count++] = start;
+        last_start = start;
+    }
+    int32_t end = days[n - 1] + 1;
+    free(days);
+    for (size_t f = 0; f < count; f++) {
+        out[f].test_start = starts[f];
+        out[f].test_end = f + 1 < count ? starts[f + 1] : end;
+    }
+    *nout = count;
+    if (count == 0)
+        return cl_seterr(err, errlen, CL_EINVAL,
+                         "cv: all %zu outcomes closed on one day; no time-ordered split exists", n);
+    return CL_OK;
+}
+
+static int evaluate_fold(const cl_fit_data *d, size_t k, const uint8_t *labels,
+                         const int32_t *close_day, const cl_cv_options *cv,
+                         const cl_fit_options *fit, const double *fixed_weights,
+                         cl_cv_window window, uint8_t *keep, cl_fold_metrics *m, char *err,
+                         size_t errlen)
+{
+    memset(m, 0, sizeof *m);
+    m->window = window;
+    size_t won = 0, lost = 0, test_won = 0, test_lost = 0;
+    for (size_t i = 0; i < d->n; i++) {
+        int positive = !d->weight || d->weight[i] > 0;
+        keep[i] = close_day[i] < window.test_start && positive;
+        if (keep[i])
+            *(labels[i] ? &won : &lost) += 1;
+        else if (positive && close_day[i] >= window.test_start && close_day[i] < window.test_end)
+            *(labels[i] ? &test_won : &test_lost) += 1;
+    }
+    m->n_train = won + lost;
+    m->n_test = test_won + test_lost;
+    if (won < cv->min_train_won || lost < cv->min_train_lost || won == 0 || lost == 0 ||
+        test_won == 0 || test_lost == 0)
+        return CL_OK; /* not evaluated: too few outcomes on one side */
+
+    subset train, test;
+    int rc = subset_make(d, k, keep, labels, close_day, window.test_start, cv->half_life_days,
+                         &train, err, errlen);
+    if (rc != CL_OK)
+        return rc;
+    for (size_t i = 0; i < d->n; i++)
+        keep[i] = close_day[i] >= window.test_start && close_day[i] < window.test_end &&
+                  (!d->weight || d->weight[i] > 0);
+    rc = subset_make(d, k, keep, labels, NULL, 0, 0, &test, err, errlen);
+    if (rc != CL_OK) {
+        subset_free(&train);
+        return rc;
+    }
+    size_t nt = test.data.n;
+    double *score = malloc(nt * sizeof *score), *prob = malloc(nt * sizeof *prob);
+    double *train_score = fixed_weights ? malloc(train.data.n * sizeof *train_score) : NULL;
+    cl_fit_result r;
+    char inner[CL_ERRLEN];
+    if (!score || !prob || (fixed_weights && !train_score)) {
+        rc = cl_seterr(err, errlen, CL_ENOMEM, "cv: out of memory");
+        goto out;
+    }
+    if (fixed_weights) {
+        memset(&r, 0, sizeof r);
+        r.k = k;
+        for (size_t j = 0; j < k; j++)
+            r.weights[j] = fixed_weights[j];
+        for (size_t i = 0; i < train.data.n; i++) {
+            double s = 0;
+            for (size_t j = 0; j < k; j++)
+                s += fixed_weights[j] * train.x[j * train.data.n + i];
+            train_score[i] = s;
+        }
+        double a, b;
+        rc = fit_calibration(train_score, &train.data, &a, &b, inner, sizeof inner);
+        if (rc == CL_OK) {
+            r.intercept = a;
+            r.slope = b > 0 ? b : 0;
+            for (size_t j = 0; j < k; j++)
+                r.coef[j] = b * fixed_weights[j];
+            /* A fixed score keeps its own ranking even if its calibration slope is
+             * not positive on this window; report the score, not Σβc. */
+            cl_fit_predict(&test.data, &r, NULL, prob);
+            for (size_t i = 0; i < nt; i++) {
+                double s = 0;
+                for (size_t j = 0; j < k; j++)
+                    s += fixed_weights[j] * test.x[j * nt + i];
+                score[i] = s;
+            }
+        }
+    } else {
+        rc = cl_fit(&train.data, fit, &r, inner, sizeof inner);
+        if (rc == CL_OK)
+            cl_fit_predict(&test.data, &r, score, prob);
+    }
+    if (rc == CL_ECONFLICT) {
+        rc = CL_OK; /* no positive association in this window: fold not evaluated */
+        goto out;
+    }
+    if (rc != CL_OK) {
+        rc = cl_seterr(err, errlen, rc, "cv: fold with test window starting day %d: %s",
+                       (int)window.test_start, inner);
+        goto out;
+    }
+    const double *tw = test.weight;
+    cl_confusion c;
+    if ((rc = cl_stats_auc(score, test.won, tw, nt, &m->auc, err, errlen)) != CL_OK ||
+        (rc = cl_stats_brier(prob, test.won, tw, nt, &m->brier, err, errlen)) != CL_OK ||
+        (rc = cl_stats_log_loss(prob, test.won, tw, nt, &m->log_loss, err, errlen)) != CL_OK ||
+        (rc = cl_stats_ece(prob, test.won, tw, nt, cv->ece_bins ? cv->ece_bins : 10, &m->ece,
+                           NULL, err, errlen)) != CL_OK ||
+        (rc = cl_stats_confusion(score, test.won, tw, nt, cv->high_threshold, &c, err,
+                                 errlen)) != CL_OK)
+        goto out;
+    m->precision_high = cl_stats_prf(&c).precision;
+    m->n_high = c.tp + c.fp;
+    m->evaluated = 1;
+out:
+    free(score);
+    free(prob);
+    free(train_score);
+    subset_free(&train);
+    subset_free(&test);
+    return rc;
+}
+
+static int cross_validate(const cl_fit_data *d, size_t k, const uint8_t *labels,
+                          const int32_t *close_day, const cl_cv_options *cv,
+                          const cl_fit_options *fit, const double *fixed_weights,
+                          cl_fold_metrics *out, size_t *nout, char *err, size_t errlen)
+{
+    cl_cv_window windows[CL_CV_MAX_FOLDS];
+    size_t nw;
+    int rc = cl_cv_windows(close_day, d->n, cv->folds, windows, &nw, err, errlen);
+    if (rc != CL_OK)
+        return rc;
+    uint8_t *keep = malloc(d->n);
+    if (!keep)
+        return cl_seterr(err, errlen, CL_ENOMEM, "cv: out of memory");
+    for (size_t f = 0; f < nw && rc == CL_OK; f++)
+        rc = evaluate_fold(d, k, labels, close_day, cv, fit, fixed_weights, windows[f], keep,
+                           &out[f], err, errlen);
+    free(keep);
+    *nout = nw;
+    return rc;
+}
+
+int cl_fit_cross_validate(const cl_fit_data *d, const int32_t *close_day,
+                          const cl_cv_options *cv, const cl_fit_options *fit,
+                          const double *fixed_weights, cl_fold_metrics *out, size_t *nout,
+                          char *err, size_t errlen)
+{
+    *nout = 0;
+    int rc = check_data(d, err, errlen);
+    if (rc != CL_OK)
+        return rc;
+    if (!close_day)
+        return cl_seterr(err, errlen, CL_EINVAL, "cv: close dates are required");
+    return cross_validate(d, d->k, d->won, close_day, cv, fit, fixed_weights, out, nout, err,
+                          errlen);
+}
+
+cl_fold_metrics cl_fit_cv_mean(const cl_fold_metrics *folds, size_t nfolds)
+{
+    cl_fold_metrics m;
+    memset(&m, 0, sizeof m);
+    int count = 0;
+    for (size_t f = 0; f < nfolds; f++) {
+        if (!folds[f].evaluated)
+            continue;
+        count++;
+        m.n_train += folds[f].n_train;
+        m.n_test += folds[f].n_test;
+        m.auc += folds[f].auc;
+        m.brier += folds[f].brier;
+        m.log_loss += folds[f].log_loss;
+        m.ece += folds[f].ece;
+        m.precision_high += folds[f].precision_high;
+        m.n_high += folds[f].n_high;
+    }
+    if (count > 0) {
+        m.auc /= count;
+        m.brier /= count;
+        m.log_loss /= count;
+        m.ece /= count;
+        m.precision_high /= count;
+    }
+    m.evaluated = count;
+    return m;
+}
+
+/* --- factor discovery ------------------------------------------------------------ */
+
+/* splitmix64: small, seedable, good enough to shuffle labels reproducibly. */
+static uint64_t next_random(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Mean validated AUC and log loss of the model on the given columns (the base block
+ * plus, if candidate < k, that one column moved next to it). */
+static int validated(const cl_fit_data *d, size_t k_base, size_t candidate,
+                     const uint8_t *labels, const int32_t *close_day, const cl_cv_options *cv,
+                     const cl_fit_options *fit, double *columns, double *auc, double *log_loss,
+                     int *ok, char *err, size_t errlen)
+{
+    size_t k = k_base + (candidate < d->k ? 1 : 0);
+    memcpy(columns, d->x, k_base * d->n * sizeof *columns);
+    if (candidate < d->k)
+        memcpy(columns + k_base * d->n, d->x + candidate * d->n, d->n * sizeof *columns);
+    cl_fit_data view = {d->n, k, columns, labels, d->weight};
+    cl_fold_metrics folds[CL_CV_MAX_FOLDS];
+    size_t nf;
+    int rc = cross_validate(&view, k, labels, close_day, cv, fit, NULL, folds, &nf, err, errlen);
+    if (rc != CL_OK)
+        return rc;
+    cl_fold_metrics mean = cl_fit_cv_mean(folds, nf);
+    *auc = mean.auc;
+    *log_loss = mean.log_loss;
+    *ok = mean.evaluated > 0 && (size_t)mean.evaluated == nf;
+    return CL_OK;
+}
+
+int cl_fit_discover_factors(const cl_fit_data *d, size_t k_base, const int32_t *close_day,
+                            const cl_cv_options *cv, const cl_fit_options *fit,
+                            const cl_discovery_options *disc, cl_factor_evidence *out,
+                            char *err, size_t errlen)
+{
+    int rc = check_data(d, err, errlen);
+    if (rc != CL_OK)
+        return rc;
+    if (k_base == 0 || k_base >= d->k || k_base + 1 > CL_FIT_MAX_COMPONENTS || !close_day)
+        return cl_seterr(err, errlen, CL_EINVAL,
+                         "discovery: need 1 <= base components < total (%zu, %zu) and close dates",
+                         k_base, d->k);
+    size_t ncand = d->k - k_base, nperm = disc ? disc->permutations : 19;
+    uint64_t state = disc ? disc->seed : 1;
+    cl_fit_options fo = *fit;
+    fo.prior_weights = NULL;
+    fo.prior_slope = 0;
+    fo.max_change = 0;
+    double *columns = malloc((k_base + 1) * d->n * sizeof *columns);
+    uint8_t *labels = malloc(d->n);
+    if (!columns || !labels) {
+        rc = cl_seterr(err, errlen, CL_ENOMEM, "discovery: out of memory");
+        goto done;
+    }
+    memcpy(labels, d->won, d->n);
+    for (size_t c = 0; c < ncand; c++) {
+        out[c].column = k_base + c;
+        out[c].null_gain_auc = -INFINITY;
+        out[c].null_gain_log_loss = -INFINITY;
+        out[c].adopt = 0;
+    }
+    /* Round 0 uses the real labels; rounds 1..nperm a fresh shuffle each. A candidate
+     * whose fit fails or whose folds cannot all be evaluated counts as "no gain". */
+    for (size_t round = 0; round <= nperm; round++) {
+        if (round > 0)
+            for (size_t i = d->n - 1; i > 0; i--) {
+                size_t j = (size_t)(next_random(&state) % (i + 1));
+                uint8_t t = labels[i];
+                labels[i] = labels[j];
+                labels[j] = t;
+            }
+        double auc0, ll0;
+        int ok0;
+        char inner[CL_ERRLEN];
+        rc = validated(d, k_base, d->k, labels, close_day, cv, &fo, columns, &auc0, &ll0, &ok0,
+                       inner, sizeof inner);
+        if (rc != CL_OK || !ok0) {
+            if (round == 0) {
+                rc = cl_seterr(err, errlen, rc != CL_OK ? rc : CL_EINVAL,
+                               "discovery: the base model cannot be validated: %s",
+                               rc != CL_OK ? inner : "some folds lack outcomes");
+                goto done;
+            }
+            rc = CL_OK;
+            continue; /* a shuffle the base cannot fit says nothing about candidates */
+        }
+        for (size_t c = 0; c < ncand; c++) {
+            double auc1, ll1;
+            int ok1;
+            int vr = validated(d, k_base, k_base + c, labels, close_day, cv, &fo, columns, &auc1,
+                               &ll1, &ok1, inner, sizeof inner);
+            if (vr == CL_ENOMEM) {
+                rc = cl_seterr(err, errlen, vr, "discovery: %s", inner);
+                goto done;
+            }
+            double gain_auc = (vr == CL_OK && ok1) ? auc1 - auc0 : 0.0;
+            double gain_ll = (vr == CL_OK && ok1) ? ll0 - ll1 : 0.0;
+            if (round == 0) {
+                out[c].gain_auc = gain_auc;
+                out[c].gain_log_loss = gain_ll;
+            } else {
+                out[c].null_gain_auc = fmax(out[c].null_gain_auc, gain_auc);
+                out[c].null_gain_log_loss = fmax(out[c].null_gain_log_loss, gain_ll);
+            }
+        }
+    }
+    for (size_t c = 0; c < ncand; c++) {
+        if (!isfinite(out[c].null_gain_auc))
+            out[c].null_gain_auc = 0;
+        if (!isfinite(out[c].null_gain_log_loss))
+            out[c].null_gain_log_loss = 0;
+        out[c].adopt = out[c].gain_auc > 0 && out[c].gain_log_loss > 0 &&
+                       out[c].gain_auc > out[c].null_gain_auc &&
+                       out[c].gain_log_loss > out[c].null_gain_log_loss;
+    }
+    rc = CL_OK;
+done:
+    free(columns);
+    free(labels);
+    return rc;
+}
