@@ -283,6 +283,22 @@ int cl_kafka_parse_stats_lag(const char *json, size_t len, cl_lag_report *out, c
                              size_t errlen);
 void cl_lag_report_free(cl_lag_report *r);
 
+/* History of one partition's log end offset: each sample is one distinct end offset,
+ * first and last seen at the given wall-clock times (oldest sample first). */
+typedef struct {
+    int64_t end_offset;
+    int64_t first_seen_ms;
+    int64_t last_seen_ms;
+} cl_lag_sample;
+
+/* Pure: estimated age in seconds of the record at `committed` (the oldest unconsumed
+ * one) at now_ms. That record was appended after the end offset was last seen at or
+ * below `committed` and before it was first seen above; the estimate interpolates
+ * linearly in between. 0 when nothing is unconsumed; when the record predates the
+ * history, the age of the oldest sample (a lower bound); -1 when unknown. */
+double cl_kafka_estimate_lag_seconds(const cl_lag_sample *samples, size_t n, int64_t committed,
+                                     int64_t now_ms);
+
 /* A copy of the consumer's latest lag figures (from the last statistics event),
  * with lag_seconds estimated like kafka-lag-exporter does: from the recorded history of
  * (end offset, time) samples, the time at which the log end passed the committed
