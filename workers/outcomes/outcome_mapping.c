@@ -13,16 +13,6 @@
 #include "error.h"
 #include "util.h"
 
-const char *cl_outcome_source_name(cl_outcome_source s)
-{
-    switch (s) {
-    case CL_OUTCOME_SOURCE_REST: return "rest";
-    case CL_OUTCOME_SOURCE_BULK: return "bulk";
-    case CL_OUTCOME_SOURCE_CSV: return "csv";
-    }
-    return "unknown";
-}
-
 const char *cl_outcome_action_name(cl_outcome_action a)
 {
     switch (a) {

@@ -29,9 +29,6 @@
 #define CL_SF_ID_MAX 18
 #define CL_SF_TEXT_MAX 255
 
-typedef enum { CL_OUTCOME_SOURCE_REST = 0, CL_OUTCOME_SOURCE_BULK, CL_OUTCOME_SOURCE_CSV } cl_outcome_source;
-const char *cl_outcome_source_name(cl_outcome_source s);
-
 typedef struct {
     char id[CL_SF_ID_MAX + 1];
     char account_id[CL_SF_ID_MAX + 1]; /* "" when null */
