@@ -23,7 +23,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -766,6 +768,38 @@ int cl_store_batch_should_commit(const cl_store_txn *b)
     return cl_mono_ms() - b->began_ms >= b->s->cfg.batch_max_ms;
 }
 
+/*
+ * LMDB turns a short write into EIO ("short write, filesystem full?"), and a write that
+ * crosses the end of a full disk or RLIMIT_FSIZE is exactly that, so an I/O error at
+ * commit is classified by looking: too little free space (or file size limit) for the
+ * batch means "disk full", which the operator fixes differently from a failing disk.
+ */
+static int looks_like_disk_full(cl_store_txn *b, char *why, size_t whylen)
+{
+    uint64_t need = 2 * (uint64_t)b->log.len + (1u << 20);
+    struct statvfs v;
+    if (statvfs(b->s->path, &v) == 0) {
+        uint64_t avail = (uint64_t)v.f_bavail * v.f_frsize;
+        if (avail < need) {
+            char have[32];
+            format_bytes(avail, have);
+            snprintf(why, whylen, "%s free on the file system", have);
+            return 1;
+        }
+    }
+    struct rlimit rl;
+    char data[4096];
+    struct stat st;
+    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (size_t)snprintf(data, sizeof data, "%s/data.mdb", b->s->path) < sizeof data &&
+        stat(data, &st) == 0 && (uint64_t)st.st_size + need > (uint64_t)rl.rlim_cur) {
+        snprintf(why, whylen, "file size limit (RLIMIT_FSIZE) of %" PRIu64 " bytes reached",
+                 (uint64_t)rl.rlim_cur);
+        return 1;
+    }
+    return 0;
+}
+
 int cl_store_batch_commit(cl_store_txn *b, char *err, size_t errlen)
 {
     cl_store *s = b->s;
@@ -784,14 +818,16 @@ int cl_store_batch_commit(cl_store_txn *b, char *err, size_t errlen)
         b->txn = NULL; /* freed by LMDB whatever the outcome */
         if (mrc == MDB_SUCCESS) break;
         int rc;
+        char why[128] = "";
         if (mrc == MDB_MAP_FULL) {
             rc = grow_and_replay(b, err, errlen);
             if (rc == CL_OK) continue;
-        } else if (mrc == ENOSPC || mrc == EFBIG || mrc == EDQUOT) {
+        } else if (mrc == ENOSPC || mrc == EFBIG || mrc == EDQUOT ||
+                   (mrc == EIO && looks_like_disk_full(b, why, sizeof why))) {
             rc = fail_batch(b, CL_EFULL, err, errlen,
-                            "store %s: disk full while committing (%s): free disk space; the "
-                            "batch of %zu ops was not applied",
-                            s->path, mdb_strerror(mrc), b->nops);
+                            "store %s: disk full while committing (%s%s%s): free disk space; "
+                            "the batch of %zu ops was not applied",
+                            s->path, mdb_strerror(mrc), why[0] ? ", " : "", why, b->nops);
         } else {
             rc = fail_batch(b, lmdb_status(mrc), err, errlen,
                             "store %s: commit failed: %s; the batch of %zu ops was not applied",
