@@ -511,6 +511,11 @@ static int grow_map(cl_store *s, char *err, size_t errlen, const char **why)
     return CL_OK;
 }
 
+static int has_prefix(const MDB_val *k, const void *prefix, size_t plen)
+{
+    return plen == 0 || (k->mv_size >= plen && memcmp(k->mv_data, prefix, plen) == 0);
+}
+
 static int apply_del_prefix(cl_store_txn *b, unsigned db, const void *prefix, size_t plen,
                             size_t *deleted)
 {
@@ -527,7 +532,7 @@ static int apply_del_prefix(cl_store_txn *b, unsigned db, const void *prefix, si
     if (rc != MDB_SUCCESS) return rc;
     MDB_val k = {plen, (void *)prefix}, v;
     rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
-    while (rc == MDB_SUCCESS && k.mv_size >= plen && memcmp(k.mv_data, prefix, plen) == 0) {
+    while (rc == MDB_SUCCESS && has_prefix(&k, prefix, plen)) {
         rc = mdb_cursor_del(c, 0);
         if (rc != MDB_SUCCESS) break;
         n++;
@@ -941,7 +946,7 @@ int cl_store_scan_prefix(cl_store_txn *t, unsigned db, const void *prefix, size_
     MDB_val k = {plen, (void *)prefix}, v;
     mrc = mdb_cursor_get(c, &k, &v, plen ? MDB_SET_RANGE : MDB_FIRST);
     uint8_t current[CL_STORE_KEY_MAX];
-    while (mrc == MDB_SUCCESS && k.mv_size >= plen && memcmp(k.mv_data, prefix, plen) == 0) {
+    while (mrc == MDB_SUCCESS && has_prefix(&k, prefix, plen)) {
         size_t clen = k.mv_size <= sizeof current ? k.mv_size : sizeof current;
         memcpy(current, k.mv_data, clen);
         uint64_t writes = t->writes;
