@@ -28,7 +28,7 @@ void cl_fit_options_default(cl_fit_options *o)
 {
     memset(o, 0, sizeof *o);
     o->mode = CL_FIT_SIMPLEX;
-    o->tolerance = 1e-14;
+    o->tolerance = 1e-20;
     o->max_iterations = 200;
 }
 
@@ -287,6 +287,25 @@ static void build_constraints(problem *pb, const cl_fit_options *o, double lower
     }
 }
 
+/* Puts the plain βⱼ >= 0 row into the working set (if it exists and is not there). */
+static void add_bound_to_work(const problem *pb, size_t j, size_t *work, size_t *nwork)
+{
+    for (size_t c = 0; c < pb->ncons; c++) {
+        const double *row = pb->cons[c];
+        int plain = row[1 + j] == -1.0;
+        for (size_t l = 0; l < pb->k && plain; l++)
+            plain = l == j || row[1 + l] == 0;
+        if (!plain)
+            continue;
+        for (size_t w = 0; w < *nwork; w++)
+            if (work[w] == c)
+                return;
+        if (*nwork < pb->k)
+            work[(*nwork)++] = c;
+        return;
+    }
+}
+
 static int check_data(const cl_fit_data *d, char *err, size_t errlen)
 {
     if (!d || !d->x || !d->won || d->n == 0)
@@ -381,7 +400,7 @@ int cl_fit(const cl_fit_data *d, const cl_fit_options *opts, cl_fit_result *r, c
         cl_fit_options_default(&o);
     if ((rc = check_options(d, &o, err, errlen)) != CL_OK)
         return rc;
-    double tolerance = o.tolerance > 0 ? o.tolerance : 1e-14;
+    double tolerance = o.tolerance > 0 ? o.tolerance : 1e-20;
     int max_iterations = o.max_iterations > 0 ? o.max_iterations : 200;
 
     size_t n = d->n, k = d->k;
@@ -496,6 +515,19 @@ int cl_fit(const cl_fit_data *d, const cl_fit_options *opts, cl_fit_result *r, c
                            "fit: Newton system singular at iteration %d (degenerate data)", iter);
             goto done;
         }
+        /* The KKT solve leaves ~1e-20 in directions a plain bound pins; zero them so
+         * that a weight at 0 stays exactly 0. */
+        for (size_t w = 0; w < nwork; w++) {
+            const double *row = pb->cons[work[w]];
+            size_t nonzero = 0, at = 0;
+            for (size_t j = 1; j < pb->p; j++)
+                if (row[j] != 0) {
+                    nonzero++;
+                    at = j;
+                }
+            if (nonzero == 1)
+                step[at] = 0;
+        }
         double decrement = -dot(g, step, pb->p);
         r->newton_decrement = decrement;
         if (decrement <= decrement_floor) {
@@ -517,7 +549,9 @@ int cl_fit(const cl_fit_data *d, const cl_fit_options *opts, cl_fit_result *r, c
         /* Longest feasible step along `step` (ratio test over constraints not in W). */
         double alpha_max = 1.0;
         size_t blocking = pb->ncons;
-        double step_norm = sqrt(dot(step, step, pb->p));
+        /* Constraints never involve the intercept, so "parallel" is judged on β alone
+         * (the intercept's step is on another scale and would mask it). */
+        double step_norm = sqrt(dot(step + 1, step + 1, k));
         for (size_t c = 0; c < pb->ncons; c++) {
             int in_work = 0;
             for (size_t w = 0; w < nwork; w++)
@@ -526,7 +560,7 @@ int cl_fit(const cl_fit_data *d, const cl_fit_options *opts, cl_fit_result *r, c
                 continue;
             double cd = dot(pb->cons[c], step, pb->p);
             double cnorm = sqrt(dot(pb->cons[c], pb->cons[c], pb->p));
-            if (cd <= 1e-10 * cnorm * step_norm)
+            if (cd <= 1e-12 * cnorm * step_norm)
                 continue; /* moving away from, or parallel to, this constraint */
             double slack = -dot(pb->cons[c], theta, pb->p);
             double a = fmax(slack, 0.0) / cd;
@@ -570,11 +604,24 @@ int cl_fit(const cl_fit_data *d, const cl_fit_options *opts, cl_fit_result *r, c
             if (o.mode == CL_FIT_SIMPLEX && theta[1 + j] < 0) {
                 theta[1 + j] = 0;
                 clamped = 1;
+                add_bound_to_work(pb, j, work, &nwork);
             }
         if (clamped)
             f = objective(pb, theta);
-        if (blocking < pb->ncons && alpha == alpha_max && nwork < k)
+        if (blocking < pb->ncons && alpha == alpha_max && nwork < k) {
             work[nwork++] = blocking;
+            /* Land exactly on a plain βⱼ >= 0 bound (the ratio test leaves ~1e-18). */
+            size_t nonzero = 0, at = 0;
+            for (size_t j = 1; j < pb->p; j++)
+                if (pb->cons[blocking][j] != 0) {
+                    nonzero++;
+                    at = j;
+                }
+            if (nonzero == 1 && theta[at] != 0) {
+                theta[at] = 0;
+                f = objective(pb, theta);
+            }
+        }
     }
     r->iterations = iter;
     if (!converged) {
