@@ -1,5 +1,67 @@
-/* closedloop-outcomes entry point: everything but process exit lives in outcomes.c. */
-int main(void)
+/*
+ * closedloop-outcomes — pulls Closed Won / Closed Lost outcomes from Salesforce into
+ * Kafka. Everything but configuration loading and the exit status lives in outcomes.c.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "config.h"
+#include "kafka.h"
+#include "log.h"
+#include "outcomes.h"
+#include "store.h"
+
+static const char summary[] =
+    "Pulls closed Opportunities from Salesforce (REST queryAll paging, Bulk API 2.0 "
+    "backfills, or a CSV report export) and publishes OpportunityOutcome records keyed by "
+    "opportunity id to <topic.prefix>outcomes: WON/LOST for closed ones, a new version when "
+    "one changes, a tombstone when one is deleted or re-opened. The watermark advances only "
+    "after Kafka acknowledged every record before it and is kept in LMDB under state.dir.";
+
+int main(int argc, char **argv)
 {
-    return 0;
+    const cl_option *const tables[] = {cl_outcomes_options, cl_store_options, NULL};
+    cl_config *cfg = cl_config_new("closedloop-outcomes", summary, tables);
+    if (!cfg) {
+        fprintf(stderr, "closedloop-outcomes: out of memory\n");
+        return 1;
+    }
+    cl_config_set_default(cfg, "http.listen", "127.0.0.1:9102");
+    cl_config_set_default(cfg, "state.dir", "state/outcomes");
+    cl_config_set_default(cfg, "group.id", "closedloop-outcomes");
+    char err[CL_ERRLEN];
+    int rc = cl_config_load(cfg, argc, argv, err, sizeof err);
+    if (rc == CL_ESTOP) {
+        cl_config_free(cfg);
+        return 0;
+    }
+    if (rc != CL_OK) {
+        fprintf(stderr, "closedloop-outcomes: %s\n", err);
+        cl_config_free(cfg);
+        return 2;
+    }
+    cl_log_level level = CL_LOG_INFO;
+    cl_log_format format = CL_LOG_LOGFMT;
+    cl_log_parse_level(cl_config_str(cfg, "log.level"), &level);
+    cl_log_parse_format(cl_config_str(cfg, "log.format"), &format);
+    cl_log_init("outcomes", level, format);
+
+    if (cl_kafka_install_signal_handlers(err, sizeof err) != CL_OK) {
+        cl_log(CL_LOG_ERROR, "startup_failed", "error=\"%s\"", err);
+        cl_config_free(cfg);
+        return 1;
+    }
+    cl_outcomes *w;
+    if (cl_outcomes_open(&w, cfg, err, sizeof err) != CL_OK) {
+        cl_log(CL_LOG_ERROR, "startup_failed", "error=\"%s\"", err);
+        cl_config_free(cfg);
+        return 1;
+    }
+    cl_log(CL_LOG_INFO, "started", "source=%s topic=%s", cl_config_str(cfg, "outcomes.source"),
+           cl_config_topic(cfg, "outcomes"));
+    int status = cl_outcomes_run(w);
+    cl_outcomes_close(w);
+    cl_log(CL_LOG_INFO, "stopped", "exit_status=%d", status);
+    cl_config_free(cfg);
+    return status;
 }

@@ -189,7 +189,7 @@ struct cl_sf_client {
     double quota_share;
     int batch_size;
     char ca_file[CL_SF_URL_MAX];
-    volatile sig_atomic_t *stop;
+    int (*stop_requested)(void);
     uint64_t rng;
     cl_sf_client_stats stats;
     /* per-response header captures */
@@ -250,7 +250,7 @@ int cl_sf_client_new(cl_sf_client **out, const cl_sf_client_settings *s, cl_sf_a
         c->retry.max_attempts = 1;
     c->quota_share = s->quota_share;
     c->batch_size = s->batch_size;
-    c->stop = s->stop;
+    c->stop_requested = s->stop_requested;
     c->rng = (uint64_t)cl_mono_ns() ^ ((uint64_t)(uintptr_t)c << 17);
     c->stats.quota_used = c->stats.quota_max = -1;
     *out = c;
@@ -379,7 +379,7 @@ static int backoff_sleep(cl_sf_client *c, int attempt)
     int64_t ms = cl_retry_backoff_ms(&c->retry, attempt, &c->rng);
     int64_t until = cl_mono_ms() + ms;
     while (cl_mono_ms() < until) {
-        if (c->stop && *c->stop)
+        if (c->stop_requested && c->stop_requested())
             return CL_ESTOP;
         int64_t left = until - cl_mono_ms();
         cl_sleep_ms(left > 100 ? 100 : left);
@@ -450,7 +450,7 @@ static int request(cl_sf_client *c, const char *method, const char *path, const 
     if (!c->have_token && (rc = cl_sf_client_authenticate(c, err, errlen)) != CL_OK)
         return rc;
     for (int attempt = 1;; attempt++) {
-        if (c->stop && *c->stop)
+        if (c->stop_requested && c->stop_requested())
             return cl_seterr(err, errlen, CL_ESTOP, "stopped by signal");
         if (c->stats.quota_max > 0 &&
             (double)c->stats.quota_used >= c->quota_share * (double)c->stats.quota_max)

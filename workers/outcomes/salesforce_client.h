@@ -25,7 +25,6 @@
 #ifndef CL_OUTCOMES_SALESFORCE_CLIENT_H
 #define CL_OUTCOMES_SALESFORCE_CLIENT_H
 
-#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -91,7 +90,7 @@ typedef struct {
     double quota_share;        /* 0 < share <= 1: stop when used >= share * max */
     int batch_size;            /* Sforce-Query-Options batchSize (200..2000) */
     const char *ca_file;       /* optional CA bundle (tests use a private CA) */
-    volatile sig_atomic_t *stop; /* set by a signal: abandon backoff sleeps */
+    int (*stop_requested)(void); /* e.g. cl_stop_requested: abandon backoff sleeps */
 } cl_sf_client_settings;
 
 typedef struct {
