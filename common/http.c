@@ -247,9 +247,11 @@ int cl_http_start(cl_http **out, const cl_http_config *cfg, char *err, size_t er
     unsigned timeout = cfg->timeout_s ? cfg->timeout_s : 15;
     size_t mem = cfg->max_request_bytes ? cfg->max_request_bytes : 32 * 1024;
     h->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_CONNECTION_LIMIT, max_conn, MHD_OPTION_CONNECTION_TIMEOUT, timeout,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, h,
+        flags, ntohs(addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&addr)->sin6_port
+                                                : ((struct sockaddr_in *)&addr)->sin_port),
+        NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, h,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT, max_conn,
+        MHD_OPTION_CONNECTION_TIMEOUT, timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem,
         MHD_OPTION_END);
     if (!h->daemon) {
         rc = cl_seterr(err, errlen, CL_EIO, "http.listen %s: cannot start the server: %s",
