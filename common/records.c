@@ -587,8 +587,12 @@ static int get_enum(const avro_value_t *rec, const char *path, const char *name,
     TRY(get_field(rec, path, name, &v, err, errlen));
     if (avro_value_get_type(&v) != AVRO_ENUM || avro_value_get_enum(&v, &idx) != 0)
         return cl_seterr(err, errlen, CL_EINVAL, "%s.%s: not an enum", path, name);
+    /* avro-c neither range-checks an enum index read from the wire nor in
+     * avro_schema_enum_get (it returns an uninitialised pointer): check it here. */
     avro_schema_t schema = avro_value_get_schema(&v);
-    const char *symbol = schema ? avro_schema_enum_get(schema, idx) : NULL;
+    const char *symbol = NULL;
+    if (schema != NULL && idx >= 0 && idx < avro_schema_enum_number_of_symbols(schema))
+        symbol = avro_schema_enum_get(schema, idx);
     if (symbol == NULL || symbol_parse(names, n_names, symbol, out) != CL_OK)
         return cl_seterr(err, errlen, CL_EINVAL, "%s.%s: unknown symbol '%s'", path, name,
                          symbol ? symbol : "(index out of range)");
