@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -563,7 +564,7 @@ static void test_scan_with_writes_and_growth(void **state)
 
 typedef struct {
     cl_store *s;
-    volatile int stop;
+    atomic_int stop;
     int failures;
     size_t reads;
 } reader_ctx;
@@ -571,7 +572,7 @@ typedef struct {
 static void *reader_thread(void *arg)
 {
     reader_ctx *r = arg;
-    while (!r->stop) {
+    while (!atomic_load(&r->stop)) {
         cl_store_txn *t;
         char err[CL_ERRLEN];
         if (cl_store_read_begin(r->s, &t, err, sizeof err) != CL_OK) {
@@ -609,7 +610,7 @@ static void test_growth_with_concurrent_readers(void **state)
         put_many(b, 6, (uint64_t)round * 5000, (uint64_t)(round + 1) * 5000, 300);
         assert_int_equal(cl_store_batch_commit(b, err, sizeof err), CL_OK);
     }
-    r.stop = 1;
+    atomic_store(&r.stop, 1);
     pthread_join(th, NULL);
     assert_int_equal(r.failures, 0);
     cl_store_stats st;
