@@ -55,7 +55,8 @@ static int run(const char *dir, cl_store_sync sync, uint64_t keys, size_t vlen, 
     }
     char *value = malloc(vlen ? vlen : 1);
     if (!value) return 1;
-    for (size_t j = 0; j < vlen; j++) value[j] = (char)('a' + j % 26);
+    for (size_t j = 0; j < vlen; j++)
+        value[j] = (char)('a' + j % 26);
 
     int64_t t0 = cl_mono_ns();
     cl_store_txn *b = NULL;

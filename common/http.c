@@ -78,8 +78,7 @@ int cl_http_parse_listen(const char *listen, struct sockaddr_storage *addr, sock
     }
     int64_t port;
     if (cl_parse_int64(port_str, &port) != CL_OK || port < 0 || port > 65535)
-        return cl_seterr(err, errlen, CL_EINVAL, "http.listen '%s': port must be 0..65535",
-                         listen);
+        return cl_seterr(err, errlen, CL_EINVAL, "http.listen '%s': port must be 0..65535", listen);
     memset(addr, 0, sizeof *addr);
     if (v6) {
         struct sockaddr_in6 *a = (struct sockaddr_in6 *)addr;
@@ -103,7 +102,8 @@ int cl_http_parse_listen(const char *listen, struct sockaddr_storage *addr, sock
     return CL_OK;
 }
 
-static void mhd_logger(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+static void mhd_logger(void *cls, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
 {
@@ -111,7 +111,8 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
     char msg[CL_ERRLEN];
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
-    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = '\0';
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
     pthread_mutex_lock(&h->lock);
     cl_strlcpy(h->last_error, msg, sizeof h->last_error);
     pthread_mutex_unlock(&h->lock);
@@ -119,8 +120,7 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
 }
 
 static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status,
-                               const char *content_type, const char *body, size_t len,
-                               int no_store)
+                               const char *content_type, const char *body, size_t len, int no_store)
 {
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
@@ -135,8 +135,7 @@ static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status,
     return ret;
 }
 
-static enum MHD_Result respond_text(struct MHD_Connection *conn, unsigned status,
-                                    const char *text)
+static enum MHD_Result respond_text(struct MHD_Connection *conn, unsigned status, const char *text)
 {
     return respond(conn, status, TEXT_PLAIN, text, strlen(text), 1);
 }
@@ -148,8 +147,8 @@ static enum MHD_Result serve_metrics(cl_http *h, struct MHD_Connection *conn)
     int rc = cl_prom_render(h->registry, &body);
     enum MHD_Result ret;
     if (rc == CL_OK) {
-        ret = respond(conn, MHD_HTTP_OK, CL_PROM_CONTENT_TYPE, body.data ? body.data : "",
-                      body.len, 1);
+        ret = respond(conn, MHD_HTTP_OK, CL_PROM_CONTENT_TYPE, body.data ? body.data : "", body.len,
+                      1);
     } else {
         cl_log(CL_LOG_ERROR, "metrics_render_failed", "error=%s", cl_status_name(rc));
         ret = respond_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "metrics rendering failed\n");
@@ -205,9 +204,8 @@ static enum MHD_Result serve_handler(cl_http *h, struct MHD_Connection *conn, co
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     cl_http *h = cls;
     (void)version;
@@ -218,7 +216,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     /* Answer on the first call, before any body is read: no route takes a body, and
      * MHD closes the connection instead of reading an unread one. */
     *upload_data_size = 0;
-    if (!get && !head) return respond_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
+    if (!get && !head)
+        return respond_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
     const char *length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     const char *chunked = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding");
     if ((length && strcmp(length, "0") != 0) || chunked)
@@ -247,10 +246,11 @@ int cl_http_start(cl_http **out, const cl_http_config *cfg, char *err, size_t er
     unsigned timeout = cfg->timeout_s ? cfg->timeout_s : 15;
     size_t mem = cfg->max_request_bytes ? cfg->max_request_bytes : 32 * 1024;
     h->daemon = MHD_start_daemon(
-        flags, ntohs(addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&addr)->sin6_port
-                                                : ((struct sockaddr_in *)&addr)->sin_port),
-        NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, h,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT, max_conn,
+        flags,
+        ntohs(addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&addr)->sin6_port
+                                         : ((struct sockaddr_in *)&addr)->sin_port),
+        NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, h, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT, max_conn,
         MHD_OPTION_CONNECTION_TIMEOUT, timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem,
         MHD_OPTION_END);
     if (!h->daemon) {
@@ -271,7 +271,8 @@ void cl_http_stop(cl_http *h)
 {
     if (!h) return;
     if (h->daemon) MHD_stop_daemon(h->daemon);
-    for (size_t i = 0; i < h->nhandlers; i++) free(h->handlers[i].prefix);
+    for (size_t i = 0; i < h->nhandlers; i++)
+        free(h->handlers[i].prefix);
     pthread_mutex_destroy(&h->lock);
     free(h);
 }
@@ -286,8 +287,10 @@ void cl_http_set_health(cl_http *h, int ok, const char *reason)
     pthread_mutex_lock(&h->lock);
     int changed = h->healthy != (ok != 0);
     h->healthy = ok != 0;
-    if (ok) h->reason[0] = '\0';
-    else snprintf(h->reason, sizeof h->reason, "%s", reason && *reason ? reason : "unhealthy");
+    if (ok)
+        h->reason[0] = '\0';
+    else
+        snprintf(h->reason, sizeof h->reason, "%s", reason && *reason ? reason : "unhealthy");
     pthread_mutex_unlock(&h->lock);
     if (changed)
         cl_log(ok ? CL_LOG_INFO : CL_LOG_WARN, "health_changed", "healthy=%s reason=\"%s\"",

@@ -52,8 +52,8 @@ typedef struct {
 
 /* path: the decoded request path (query string removed), starting with the prefix.
  * Return CL_OK with resp filled, or an error: the server answers 500 and logs err. */
-typedef int (*cl_http_handler)(const char *path, cl_http_response *resp, void *ud,
-                               char *err, size_t errlen);
+typedef int (*cl_http_handler)(const char *path, cl_http_response *resp, void *ud, char *err,
+                               size_t errlen);
 
 /* Start serving. Binds before returning, so a taken port is an error here. */
 int cl_http_start(cl_http **out, const cl_http_config *cfg, char *err, size_t errlen);
@@ -68,8 +68,8 @@ void cl_http_set_health(cl_http *h, int ok, const char *reason);
 
 /* Serve every path starting with prefix (must start with '/'; at most 32 handlers).
  * May be called while serving. */
-int cl_http_add_handler(cl_http *h, const char *prefix, cl_http_handler fn, void *ud,
-                        char *err, size_t errlen);
+int cl_http_add_handler(cl_http *h, const char *prefix, cl_http_handler fn, void *ud, char *err,
+                        size_t errlen);
 
 /* Parse a listen address (exposed for config validation and tests). */
 int cl_http_parse_listen(const char *listen, struct sockaddr_storage *addr, socklen_t *addrlen,

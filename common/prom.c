@@ -22,9 +22,8 @@
 #define DEFAULT_MAX_SERIES 1000
 #define DROPPED_NAME "closedloop_prom_series_dropped_total"
 
-const double cl_prom_seconds_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                          0.1,    0.25,  0.5,    1,     2.5,  5,     10,
-                                          30};
+const double cl_prom_seconds_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                          0.25,   0.5,   1,      2.5,   5,    10,    30};
 const size_t cl_prom_seconds_buckets_len =
     sizeof cl_prom_seconds_buckets / sizeof cl_prom_seconds_buckets[0];
 
@@ -109,7 +108,8 @@ static int valid_label_name(const char *s)
 
 static void series_free(series *s, size_t nlabels)
 {
-    for (size_t i = 0; i < nlabels; i++) free(s->values[i]);
+    for (size_t i = 0; i < nlabels; i++)
+        free(s->values[i]);
     free(s->values);
     free(s->bucket_counts);
 }
@@ -117,9 +117,11 @@ static void series_free(series *s, size_t nlabels)
 static void family_free(cl_prom_metric *m)
 {
     if (!m) return;
-    for (size_t i = 0; i < m->nseries; i++) series_free(&m->series[i], m->nlabels);
+    for (size_t i = 0; i < m->nseries; i++)
+        series_free(&m->series[i], m->nlabels);
     free(m->series);
-    for (size_t i = 0; i < m->nlabels; i++) free(m->label_names[i]);
+    for (size_t i = 0; i < m->nlabels; i++)
+        free(m->label_names[i]);
     free(m->buckets);
     free(m->name);
     free(m->help);
@@ -136,7 +138,8 @@ static cl_prom_metric *find_family_locked(cl_prom *reg, const char *name)
 static size_t count_labels(const char *const *names)
 {
     size_t n = 0;
-    while (names && names[n] && n <= CL_PROM_LABELS_MAX) n++;
+    while (names && names[n] && n <= CL_PROM_LABELS_MAX)
+        n++;
     return n;
 }
 
@@ -174,8 +177,8 @@ static int register_locked(cl_prom *reg, cl_prom_type type, const char *name, co
                              "metric %s: a histogram cannot have a label named 'le'", name);
         for (size_t j = 0; j < i; j++)
             if (strcmp(labels[i], labels[j]) == 0)
-                return cl_seterr(err, errlen, CL_EINVAL, "metric %s: label '%s' given twice",
-                                 name, labels[i]);
+                return cl_seterr(err, errlen, CL_EINVAL, "metric %s: label '%s' given twice", name,
+                                 labels[i]);
     }
     if (type == CL_PROM_HISTOGRAM) {
         if (nbuckets == 0 || nbuckets > CL_PROM_BUCKETS_MAX || !buckets)
@@ -210,8 +213,10 @@ static int register_locked(cl_prom *reg, cl_prom_type type, const char *name, co
     int ok = m->name && m->help;
     for (size_t i = 0; ok && i < nlabels; i++) {
         m->label_names[i] = strdup(labels[i]);
-        if (m->label_names[i]) m->nlabels = i + 1;
-        else ok = 0;
+        if (m->label_names[i])
+            m->nlabels = i + 1;
+        else
+            ok = 0;
     }
     if (ok && type == CL_PROM_HISTOGRAM) {
         m->buckets = malloc(nbuckets * sizeof *m->buckets);
@@ -262,8 +267,7 @@ cl_prom *cl_prom_new(void)
     if (do_register(reg, CL_PROM_COUNTER, DROPPED_NAME,
                     "Metric updates dropped because a family reached its series limit or a "
                     "label value was too long.",
-                    (const char *[]){"metric", NULL}, NULL, 0, &reg->dropped, NULL,
-                    0) != CL_OK) {
+                    (const char *[]){"metric", NULL}, NULL, 0, &reg->dropped, NULL, 0) != CL_OK) {
         cl_prom_free(reg);
         return NULL;
     }
@@ -275,7 +279,8 @@ cl_prom *cl_prom_new(void)
 void cl_prom_free(cl_prom *reg)
 {
     if (!reg) return;
-    for (size_t i = 0; i < reg->nfamilies; i++) family_free(reg->families[i]);
+    for (size_t i = 0; i < reg->nfamilies; i++)
+        family_free(reg->families[i]);
     free(reg->families);
     free(reg->collectors);
     pthread_mutex_destroy(&reg->lock);
@@ -291,14 +296,13 @@ void cl_prom_set_max_series(cl_prom *reg, size_t max_series)
 }
 
 int cl_prom_counter(cl_prom *reg, const char *name, const char *help,
-                    const char *const *label_names, cl_prom_metric **out, char *err,
-                    size_t errlen)
+                    const char *const *label_names, cl_prom_metric **out, char *err, size_t errlen)
 {
     return do_register(reg, CL_PROM_COUNTER, name, help, label_names, NULL, 0, out, err, errlen);
 }
 
-int cl_prom_gauge(cl_prom *reg, const char *name, const char *help,
-                  const char *const *label_names, cl_prom_metric **out, char *err, size_t errlen)
+int cl_prom_gauge(cl_prom *reg, const char *name, const char *help, const char *const *label_names,
+                  cl_prom_metric **out, char *err, size_t errlen)
 {
     return do_register(reg, CL_PROM_GAUGE, name, help, label_names, NULL, 0, out, err, errlen);
 }
@@ -307,8 +311,8 @@ int cl_prom_histogram(cl_prom *reg, const char *name, const char *help,
                       const char *const *label_names, const double *buckets, size_t nbuckets,
                       cl_prom_metric **out, char *err, size_t errlen)
 {
-    return do_register(reg, CL_PROM_HISTOGRAM, name, help, label_names, buckets, nbuckets, out,
-                       err, errlen);
+    return do_register(reg, CL_PROM_HISTOGRAM, name, help, label_names, buckets, nbuckets, out, err,
+                       errlen);
 }
 
 /* ---- series ---------------------------------------------------------------------------- */
@@ -331,7 +335,8 @@ static series *find_series_locked(cl_prom_metric *m, const char *const *values, 
         series *s = &m->series[i];
         if (s->hash != h) continue;
         size_t j = 0;
-        while (j < m->nlabels && strcmp(s->values[j], values[j] ? values[j] : "") == 0) j++;
+        while (j < m->nlabels && strcmp(s->values[j], values[j] ? values[j] : "") == 0)
+            j++;
         if (j == m->nlabels) {
             if (index) *index = i;
             return s;
@@ -350,7 +355,8 @@ static series *series_locked(cl_prom_metric *m, const char *const *values)
         return NULL;
     }
     for (size_t i = 0; i < m->nlabels; i++) {
-        if (values[i] && strnlen(values[i], CL_PROM_LABEL_VALUE_MAX + 1) > CL_PROM_LABEL_VALUE_MAX) {
+        if (values[i] &&
+            strnlen(values[i], CL_PROM_LABEL_VALUE_MAX + 1) > CL_PROM_LABEL_VALUE_MAX) {
             count_drop_locked(m, "label value too long");
             return NULL;
         }
@@ -441,7 +447,8 @@ void cl_prom_observe(cl_prom_metric *m, const char *const *label_values, double 
     series *s = series_locked(m, label_values);
     if (s) {
         size_t b = 0;
-        while (b < m->nbuckets && v > m->buckets[b]) b++; /* le: value <= bound */
+        while (b < m->nbuckets && v > m->buckets[b])
+            b++; /* le: value <= bound */
         s->bucket_counts[b]++;
         s->sum += v;
         s->count++;
@@ -467,7 +474,8 @@ int cl_prom_remove(cl_prom_metric *m, const char *const *label_values)
 
 static void clear_locked(cl_prom_metric *m)
 {
-    for (size_t i = 0; i < m->nseries; i++) series_free(&m->series[i], m->nlabels);
+    for (size_t i = 0; i < m->nseries; i++)
+        series_free(&m->series[i], m->nlabels);
     m->nseries = 0;
 }
 
@@ -481,8 +489,7 @@ void cl_prom_clear(cl_prom_metric *m)
 
 int cl_prom_value(cl_prom_metric *m, const char *const *label_values, double *out)
 {
-    if (!m || m->type == CL_PROM_HISTOGRAM || (m->nlabels > 0 && !label_values))
-        return CL_EINVAL;
+    if (!m || m->type == CL_PROM_HISTOGRAM || (m->nlabels > 0 && !label_values)) return CL_EINVAL;
     pthread_mutex_lock(&m->reg->lock);
     series *s = find_series_locked(m, label_values, hash_values(m, label_values), NULL);
     if (s) *out = s->value;
@@ -553,9 +560,12 @@ static int append_escaped(cl_buf *out, const char *s, int quote)
     const char *run = s;
     for (const char *p = s; *p && rc == CL_OK; p++) {
         const char *rep = NULL;
-        if (*p == '\\') rep = "\\\\";
-        else if (*p == '\n') rep = "\\n";
-        else if (*p == '"' && quote) rep = "\\\"";
+        if (*p == '\\')
+            rep = "\\\\";
+        else if (*p == '\n')
+            rep = "\\n";
+        else if (*p == '"' && quote)
+            rep = "\\\"";
         if (!rep) continue;
         rc = cl_buf_append(out, run, (size_t)(p - run));
         if (rc == CL_OK) rc = cl_buf_append(out, rep, strlen(rep));
@@ -566,8 +576,8 @@ static int append_escaped(cl_buf *out, const char *s, int quote)
 }
 
 /* name{l1="v1",...[,le="x"]} value\n */
-static int render_sample(cl_buf *out, const cl_prom_metric *m, const char *suffix,
-                         const series *s, const char *le, double value)
+static int render_sample(cl_buf *out, const cl_prom_metric *m, const char *suffix, const series *s,
+                         const char *le, double value)
 {
     int rc = cl_buf_printf(out, "%s%s", m->name, suffix);
     if (rc == CL_OK && (m->nlabels > 0 || le)) {
@@ -607,7 +617,8 @@ static int render_family(cl_buf *out, const cl_prom_metric *m, const series **so
     int rc = cl_buf_printf(out, "# HELP %s ", m->name);
     if (rc == CL_OK) rc = append_escaped(out, m->help, 0);
     if (rc == CL_OK) rc = cl_buf_printf(out, "\n# TYPE %s %s\n", m->name, type_name(m->type));
-    for (size_t i = 0; i < m->nseries; i++) sorted[i] = &m->series[i];
+    for (size_t i = 0; i < m->nseries; i++)
+        sorted[i] = &m->series[i];
     size_t nlabels = m->nlabels;
     qsort_r(sorted, m->nseries, sizeof *sorted, compare_series, &nlabels);
     for (size_t i = 0; rc == CL_OK && i < m->nseries; i++) {
@@ -659,8 +670,8 @@ int cl_prom_render(cl_prom *reg, cl_buf *out)
 
 /* ---- consumer lag ---------------------------------------------------------------------- */
 
-int cl_prom_set_consumer_lag(cl_prom *reg, const cl_prom_partition_lag *rows, size_t n,
-                             char *err, size_t errlen)
+int cl_prom_set_consumer_lag(cl_prom *reg, const cl_prom_partition_lag *rows, size_t n, char *err,
+                             size_t errlen)
 {
     static const char *const gtp[] = {"consumergroup", "topic", "partition", NULL};
     static const char *const gt[] = {"consumergroup", "topic", NULL};
@@ -679,12 +690,12 @@ int cl_prom_set_consumer_lag(cl_prom *reg, const cl_prom_partition_lag *rows, si
                              gt, NULL, 0, &lag_sum, err, errlen);
     if (rc == CL_OK)
         rc = register_locked(reg, CL_PROM_GAUGE, "kafka_consumergroup_current_offset",
-                             "Committed offset of the consumer group (next offset to read).",
-                             gtp, NULL, 0, &current, err, errlen);
+                             "Committed offset of the consumer group (next offset to read).", gtp,
+                             NULL, 0, &current, err, errlen);
     if (rc == CL_OK)
         rc = register_locked(reg, CL_PROM_GAUGE, "kafka_topic_partition_current_offset",
-                             "Log end offset (high watermark) of the partition.", tp, NULL, 0,
-                             &end, err, errlen);
+                             "Log end offset (high watermark) of the partition.", tp, NULL, 0, &end,
+                             err, errlen);
     if (rc == CL_OK)
         rc = register_locked(reg, CL_PROM_GAUGE, "kafka_consumergroup_lag_seconds",
                              "Estimated consumer group lag in seconds: age of the oldest "

@@ -42,10 +42,10 @@
 #include "error.h"
 #include "util.h"
 
-#define CL_PROM_NAME_MAX 200          /* metric and label names */
-#define CL_PROM_LABEL_VALUE_MAX 1024  /* bytes per label value */
-#define CL_PROM_LABELS_MAX 8          /* label names per family */
-#define CL_PROM_BUCKETS_MAX 64        /* histogram buckets (excluding +Inf) */
+#define CL_PROM_NAME_MAX 200         /* metric and label names */
+#define CL_PROM_LABEL_VALUE_MAX 1024 /* bytes per label value */
+#define CL_PROM_LABELS_MAX 8         /* label names per family */
+#define CL_PROM_BUCKETS_MAX 64       /* histogram buckets (excluding +Inf) */
 
 typedef struct cl_prom cl_prom;
 typedef struct cl_prom_metric cl_prom_metric; /* a family; owned by the registry */
@@ -68,11 +68,9 @@ void cl_prom_set_max_series(cl_prom *reg, size_t max_series);
  * Histogram buckets are upper bounds, strictly increasing and finite; +Inf is implied.
  */
 int cl_prom_counter(cl_prom *reg, const char *name, const char *help,
-                    const char *const *label_names, cl_prom_metric **out, char *err,
-                    size_t errlen);
-int cl_prom_gauge(cl_prom *reg, const char *name, const char *help,
-                  const char *const *label_names, cl_prom_metric **out, char *err,
-                  size_t errlen);
+                    const char *const *label_names, cl_prom_metric **out, char *err, size_t errlen);
+int cl_prom_gauge(cl_prom *reg, const char *name, const char *help, const char *const *label_names,
+                  cl_prom_metric **out, char *err, size_t errlen);
 int cl_prom_histogram(cl_prom *reg, const char *name, const char *help,
                       const char *const *label_names, const double *buckets, size_t nbuckets,
                       cl_prom_metric **out, char *err, size_t errlen);
@@ -119,7 +117,7 @@ int cl_prom_render(cl_prom *reg, cl_buf *out);
  * zero would silence a lag alert.
  */
 typedef struct {
-    const char *group;        /* consumer group id */
+    const char *group; /* consumer group id */
     const char *topic;
     int32_t partition;
     int64_t committed_offset; /* next offset the group will read; -1 unknown */
@@ -139,7 +137,7 @@ typedef struct {
  *   kafka_consumergroup_lag_seconds      gauge, seconds; kafka-lag-exporter calls it
  *                                        kafka_consumergroup_group_lag_seconds
  */
-int cl_prom_set_consumer_lag(cl_prom *reg, const cl_prom_partition_lag *rows, size_t n,
-                             char *err, size_t errlen);
+int cl_prom_set_consumer_lag(cl_prom *reg, const cl_prom_partition_lag *rows, size_t n, char *err,
+                             size_t errlen);
 
 #endif

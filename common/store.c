@@ -31,13 +31,13 @@
 
 #include "log.h"
 
-#define GROWTH_WAIT_MS 30000       /* how long growth waits for read transactions */
+#define GROWTH_WAIT_MS 30000        /* how long growth waits for read transactions */
 #define REPLAY_LOG_LIMIT (1u << 30) /* bytes of keys+values a batch may record */
 
 const cl_option cl_store_options[] = {
     {"store.map.initial", CL_OPT_INT, "67108864",
-     "Initial LMDB map size in bytes; the map doubles on demand up to store.map.max.", 0,
-     1048576, 70368744177664.0},
+     "Initial LMDB map size in bytes; the map doubles on demand up to store.map.max.", 0, 1048576,
+     70368744177664.0},
     {"store.map.max", CL_OPT_INT, "17179869184",
      "Largest LMDB map size in bytes; past it writes fail with 'map full' (the worker stops "
      "without losing state).",
@@ -118,10 +118,14 @@ void cl_store_config_defaults(cl_store_config *c)
 int cl_store_parse_sync(const char *s, cl_store_sync *out)
 {
     if (!s) return CL_EINVAL;
-    if (strcmp(s, "durable") == 0) *out = CL_STORE_SYNC_DURABLE;
-    else if (strcmp(s, "nometasync") == 0) *out = CL_STORE_SYNC_NOMETASYNC;
-    else if (strcmp(s, "nosync") == 0) *out = CL_STORE_SYNC_NOSYNC;
-    else return CL_EINVAL;
+    if (strcmp(s, "durable") == 0)
+        *out = CL_STORE_SYNC_DURABLE;
+    else if (strcmp(s, "nometasync") == 0)
+        *out = CL_STORE_SYNC_NOMETASYNC;
+    else if (strcmp(s, "nosync") == 0)
+        *out = CL_STORE_SYNC_NOSYNC;
+    else
+        return CL_EINVAL;
     return CL_OK;
 }
 
@@ -169,8 +173,10 @@ static void format_bytes(uint64_t n, char out[32])
         v /= 1024;
         u++;
     }
-    if (u == 0) snprintf(out, 32, "%" PRIu64 " B", n);
-    else snprintf(out, 32, "%.1f %s", v, units[u]);
+    if (u == 0)
+        snprintf(out, 32, "%" PRIu64 " B", n);
+    else
+        snprintf(out, 32, "%.1f %s", v, units[u]);
 }
 
 static uint64_t round_up(uint64_t n, uint64_t to)
@@ -375,7 +381,8 @@ void cl_store_close(cl_store *s)
     if (s->batch) cl_store_batch_abort(s->batch);
     unexport_prom(s);
     if (s->env) mdb_env_close(s->env);
-    for (unsigned i = 0; i < s->ndbs; i++) free(s->db_names[i]);
+    for (unsigned i = 0; i < s->ndbs; i++)
+        free(s->db_names[i]);
     free(s->path);
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->lock);
@@ -419,10 +426,12 @@ static int exclusive_begin(cl_store *s)
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += GROWTH_WAIT_MS / 1000;
     pthread_mutex_lock(&s->lock);
-    while (s->growing) pthread_cond_wait(&s->cond, &s->lock);
+    while (s->growing)
+        pthread_cond_wait(&s->cond, &s->lock);
     s->growing = 1;
     int rc = 0;
-    while (s->readers > 0 && rc == 0) rc = pthread_cond_timedwait(&s->cond, &s->lock, &deadline);
+    while (s->readers > 0 && rc == 0)
+        rc = pthread_cond_timedwait(&s->cond, &s->lock, &deadline);
     if (s->readers > 0) {
         s->growing = 0;
         pthread_cond_broadcast(&s->cond);
@@ -496,8 +505,8 @@ static int grow_map(cl_store *s, char *err, size_t errlen, const char **why)
     exclusive_end(s);
     if (rc != MDB_SUCCESS) {
         *why = "lmdb";
-        return cl_seterr(err, errlen, lmdb_status(rc), "store %s: cannot grow the map: %s",
-                         s->path, mdb_strerror(rc));
+        return cl_seterr(err, errlen, lmdb_status(rc), "store %s: cannot grow the map: %s", s->path,
+                         mdb_strerror(rc));
     }
     char from[32], to[32];
     format_bytes(s->map_size, from);
@@ -607,8 +616,8 @@ static int grow_and_replay(cl_store_txn *b, char *err, size_t errlen)
         if (mrc == MDB_MAP_FULL) continue;
         if (mrc != MDB_SUCCESS)
             return fail_batch(b, lmdb_status(mrc), err, errlen,
-                              "store %s: replaying the batch after map growth failed: %s",
-                              s->path, mdb_strerror(mrc));
+                              "store %s: replaying the batch after map growth failed: %s", s->path,
+                              mdb_strerror(mrc));
         cl_log(CL_LOG_DEBUG, "store_batch_replayed", "path=%s ops=%zu", s->path, b->nops);
         return CL_OK;
     }
@@ -655,12 +664,11 @@ static int check_args(cl_store_txn *t, unsigned db, size_t klen, int need_key, c
                       size_t errlen)
 {
     if (db >= t->s->ndbs)
-        return cl_seterr(err, errlen, CL_EINVAL, "store %s: no database #%u (have %u)",
-                         t->s->path, db, t->s->ndbs);
+        return cl_seterr(err, errlen, CL_EINVAL, "store %s: no database #%u (have %u)", t->s->path,
+                         db, t->s->ndbs);
     if ((need_key && klen == 0) || klen > t->s->max_key)
-        return cl_seterr(err, errlen, CL_EINVAL,
-                         "store %s/%s: key of %zu bytes (must be 1..%zu)", t->s->path,
-                         t->s->db_names[db], klen, t->s->max_key);
+        return cl_seterr(err, errlen, CL_EINVAL, "store %s/%s: key of %zu bytes (must be 1..%zu)",
+                         t->s->path, t->s->db_names[db], klen, t->s->max_key);
     return CL_OK;
 }
 
@@ -683,8 +691,8 @@ static int record(cl_store_txn *b, op_kind kind, unsigned db, const void *key, s
     if (rc != CL_OK) {
         b->log.len = off;
         return cl_seterr(err, errlen, CL_ENOMEM,
-                         "store %s: batch log over %u MiB: lower store.batch.max.ops",
-                         b->s->path, REPLAY_LOG_LIMIT >> 20);
+                         "store %s: batch log over %u MiB: lower store.batch.max.ops", b->s->path,
+                         REPLAY_LOG_LIMIT >> 20);
     }
     b->ops[b->nops++] = (op){(uint8_t)kind, db, off, klen, vlen};
     return CL_OK;
@@ -720,8 +728,8 @@ static int apply_last(cl_store_txn *b, size_t *deleted, char *err, size_t errlen
                           "store %s/%s: batch too large for one LMDB transaction (%zu ops): lower "
                           "store.batch.max.ops",
                           b->s->path, dbname, b->nops);
-    return fail_batch(b, lmdb_status(mrc), err, errlen, "store %s/%s: write failed: %s",
-                      b->s->path, dbname, mdb_strerror(mrc));
+    return fail_batch(b, lmdb_status(mrc), err, errlen, "store %s/%s: write failed: %s", b->s->path,
+                      dbname, mdb_strerror(mrc));
 }
 
 int cl_store_put(cl_store_txn *b, unsigned db, const void *key, size_t klen, const void *val,
@@ -859,7 +867,8 @@ int cl_store_read_begin(cl_store *s, cl_store_txn **out, char *err, size_t errle
     if (!t) return cl_seterr(err, errlen, CL_ENOMEM, "store %s: out of memory", s->path);
     t->s = s;
     pthread_mutex_lock(&s->lock);
-    while (s->growing) pthread_cond_wait(&s->cond, &s->lock);
+    while (s->growing)
+        pthread_cond_wait(&s->cond, &s->lock);
     s->readers++;
     pthread_mutex_unlock(&s->lock);
     int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t->txn);
@@ -904,8 +913,8 @@ int cl_store_get(cl_store_txn *t, unsigned db, const void *key, size_t klen, con
     int mrc = mdb_get(t->txn, t->s->dbi[db], &k, &v);
     if (mrc == MDB_NOTFOUND) return CL_ENOTFOUND;
     if (mrc != MDB_SUCCESS)
-        return cl_seterr(err, errlen, lmdb_status(mrc), "store %s/%s: read failed: %s",
-                         t->s->path, t->s->db_names[db], mdb_strerror(mrc));
+        return cl_seterr(err, errlen, lmdb_status(mrc), "store %s/%s: read failed: %s", t->s->path,
+                         t->s->db_names[db], mdb_strerror(mrc));
     *val = v.mv_data;
     *vlen = v.mv_size;
     return CL_OK;
@@ -974,8 +983,8 @@ int cl_store_scan_prefix(cl_store_txn *t, unsigned db, const void *prefix, size_
     }
     if (mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND) {
         if (t->generation == generation) mdb_cursor_close(c);
-        return cl_seterr(err, errlen, lmdb_status(mrc), "store %s/%s: scan failed: %s",
-                         t->s->path, t->s->db_names[db], mdb_strerror(mrc));
+        return cl_seterr(err, errlen, lmdb_status(mrc), "store %s/%s: scan failed: %s", t->s->path,
+                         t->s->db_names[db], mdb_strerror(mrc));
     }
     mdb_cursor_close(c);
     return CL_OK;
@@ -1010,8 +1019,7 @@ static void collect(cl_prom *reg, void *ud)
 
 int cl_store_export_prom(cl_store *s, cl_prom *reg, const char *name, char *err, size_t errlen)
 {
-    if (s->prom)
-        return cl_seterr(err, errlen, CL_EINVAL, "store %s: already exported", s->path);
+    if (s->prom) return cl_seterr(err, errlen, CL_EINVAL, "store %s: already exported", s->path);
     static const char *const st[] = {"store", NULL};
     static const char *const stdb[] = {"store", "db", NULL};
     int rc = cl_prom_gauge(reg, "closedloop_lmdb_map_size_bytes",
@@ -1027,15 +1035,15 @@ int cl_store_export_prom(cl_store *s, cl_prom *reg, const char *name, char *err,
                            errlen);
     if (rc == CL_OK)
         rc = cl_prom_gauge(reg, "closedloop_lmdb_entries",
-                           "Entries per LMDB database as of the last commit.", stdb,
-                           &s->m_entries, err, errlen);
+                           "Entries per LMDB database as of the last commit.", stdb, &s->m_entries,
+                           err, errlen);
     if (rc == CL_OK)
-        rc = cl_prom_counter(reg, "closedloop_lmdb_map_growths_total",
-                             "LMDB map growths after MDB_MAP_FULL.", st, &s->m_growths, err,
-                             errlen);
+        rc =
+            cl_prom_counter(reg, "closedloop_lmdb_map_growths_total",
+                            "LMDB map growths after MDB_MAP_FULL.", st, &s->m_growths, err, errlen);
     if (rc == CL_OK)
-        rc = cl_prom_counter(reg, "closedloop_lmdb_commits_total",
-                             "Committed LMDB write batches.", st, &s->m_commits, err, errlen);
+        rc = cl_prom_counter(reg, "closedloop_lmdb_commits_total", "Committed LMDB write batches.",
+                             st, &s->m_commits, err, errlen);
     if (rc != CL_OK) return rc;
     s->prom_name = strdup(name ? name : "");
     if (!s->prom_name) return cl_seterr(err, errlen, CL_ENOMEM, "store: out of memory");
@@ -1069,12 +1077,14 @@ static void unexport_prom(cl_store *s)
 
 void cl_store_u32_be(uint8_t out[4], uint32_t v)
 {
-    for (int i = 3; i >= 0; i--, v >>= 8) out[i] = (uint8_t)v;
+    for (int i = 3; i >= 0; i--, v >>= 8)
+        out[i] = (uint8_t)v;
 }
 
 void cl_store_u64_be(uint8_t out[8], uint64_t v)
 {
-    for (int i = 7; i >= 0; i--, v >>= 8) out[i] = (uint8_t)v;
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        out[i] = (uint8_t)v;
 }
 
 uint32_t cl_store_be_u32(const uint8_t in[4])

@@ -64,12 +64,12 @@ typedef enum {
 } cl_store_sync;
 
 typedef struct {
-    uint64_t map_initial;    /* bytes; the map starts here (or at the file size) */
-    uint64_t map_max;        /* bytes; growth stops here with CL_EFULL */
+    uint64_t map_initial; /* bytes; the map starts here (or at the file size) */
+    uint64_t map_max;     /* bytes; growth stops here with CL_EFULL */
     cl_store_sync sync;
-    uint64_t batch_max_ops;  /* should_commit after this many puts/deletes */
-    int64_t batch_max_ms;    /* should_commit this long after the batch began */
-    unsigned max_readers;    /* concurrent read transactions (LMDB default 126) */
+    uint64_t batch_max_ops; /* should_commit after this many puts/deletes */
+    int64_t batch_max_ms;   /* should_commit this long after the batch began */
+    unsigned max_readers;   /* concurrent read transactions (LMDB default 126) */
 } cl_store_config;
 
 /* store.map.initial, store.map.max, store.sync, store.batch.max.ops, store.batch.max.ms.
@@ -139,8 +139,8 @@ void cl_store_read_end(cl_store_txn *t);
  * *val points into the map: valid until the transaction ends or, in a batch, until the
  * next put/delete. CL_ENOTFOUND when absent.
  */
-int cl_store_get(cl_store_txn *t, unsigned db, const void *key, size_t klen,
-                 const void **val, size_t *vlen, char *err, size_t errlen);
+int cl_store_get(cl_store_txn *t, unsigned db, const void *key, size_t klen, const void **val,
+                 size_t *vlen, char *err, size_t errlen);
 /* One-shot read in its own read transaction, copying the value into out (reset first). */
 int cl_store_get_copy(cl_store *s, unsigned db, const void *key, size_t klen, cl_buf *out,
                       char *err, size_t errlen);
@@ -160,12 +160,12 @@ int cl_store_scan_prefix(cl_store_txn *t, unsigned db, const void *prefix, size_
 /* ---- gauges ------------------------------------------------------------------------ */
 
 typedef struct {
-    uint64_t map_size;     /* current map size, bytes */
-    uint64_t map_used;     /* (last page number + 1) * page size */
-    uint64_t map_max;      /* store.map.max */
+    uint64_t map_size; /* current map size, bytes */
+    uint64_t map_used; /* (last page number + 1) * page size */
+    uint64_t map_max;  /* store.map.max */
     uint64_t page_size;
-    uint64_t growths;      /* map growths since open */
-    uint64_t commits;      /* committed batches since open */
+    uint64_t growths; /* map growths since open */
+    uint64_t commits; /* committed batches since open */
     unsigned ndbs;
     uint64_t entries[CL_STORE_DBS_MAX]; /* entries per database, as of the last commit */
 } cl_store_stats;
@@ -180,8 +180,7 @@ const char *cl_store_db_name(const cl_store *s, unsigned db);
  *   closedloop_lmdb_map_growths_total, closedloop_lmdb_commits_total.
  * The collector is removed by cl_store_close.
  */
-int cl_store_export_prom(cl_store *s, cl_prom *reg, const char *name, char *err,
-                         size_t errlen);
+int cl_store_export_prom(cl_store *s, cl_prom *reg, const char *name, char *err, size_t errlen);
 
 /* ---- keys -------------------------------------------------------------------------- */
 

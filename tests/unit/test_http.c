@@ -37,7 +37,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     size_t len = size * n;
     if (len > 7 && strncasecmp(p, "Allow: ", 7) == 0) {
         size_t v = len - 7;
-        while (v > 0 && (p[7 + v - 1] == '\r' || p[7 + v - 1] == '\n')) v--;
+        while (v > 0 && (p[7 + v - 1] == '\r' || p[7 + v - 1] == '\n'))
+            v--;
         if (v >= sizeof r->allow) v = sizeof r->allow - 1;
         memcpy(r->allow, p + 7, v);
         r->allow[v] = '\0';
@@ -46,8 +47,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 }
 
 /* method NULL: GET. */
-static void fetch(const char *url, const char *method, const char *body,
-                  struct curl_slist *headers, reply *r)
+static void fetch(const char *url, const char *method, const char *body, struct curl_slist *headers,
+                  reply *r)
 {
     memset(r, 0, sizeof *r);
     cl_buf_init(&r->body, 0);
@@ -61,8 +62,10 @@ static void fetch(const char *url, const char *method, const char *body,
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
     curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
     if (headers) curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-    if (method && strcmp(method, "HEAD") == 0) curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-    else if (method) curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (method && strcmp(method, "HEAD") == 0)
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    else if (method)
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     if (body) curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
     CURLcode rc = curl_easy_perform(c);
     if (rc != CURLE_OK) fail_msg("fetch %s: %s", url, curl_easy_strerror(rc));
@@ -226,20 +229,17 @@ static void test_handlers(void **state)
 {
     fixture *f = *state;
     char err[CL_ERRLEN];
-    assert_int_equal(cl_http_add_handler(f->http, "/reports", report_handler, "R", err,
-                                         sizeof err),
+    assert_int_equal(cl_http_add_handler(f->http, "/reports", report_handler, "R", err, sizeof err),
                      CL_OK);
-    assert_int_equal(cl_http_add_handler(f->http, "/reports/lost", exact_handler, NULL, err,
-                                         sizeof err),
-                     CL_OK);
-    assert_int_equal(cl_http_add_handler(f->http, "/reports", report_handler, NULL, err,
-                                         sizeof err),
-                     CL_ECONFLICT);
-    assert_int_equal(cl_http_add_handler(f->http, "/metrics", report_handler, NULL, err,
-                                         sizeof err),
-                     CL_ECONFLICT);
-    assert_int_equal(cl_http_add_handler(f->http, "reports", report_handler, NULL, err,
-                                         sizeof err),
+    assert_int_equal(
+        cl_http_add_handler(f->http, "/reports/lost", exact_handler, NULL, err, sizeof err), CL_OK);
+    assert_int_equal(
+        cl_http_add_handler(f->http, "/reports", report_handler, NULL, err, sizeof err),
+        CL_ECONFLICT);
+    assert_int_equal(
+        cl_http_add_handler(f->http, "/metrics", report_handler, NULL, err, sizeof err),
+        CL_ECONFLICT);
+    assert_int_equal(cl_http_add_handler(f->http, "reports", report_handler, NULL, err, sizeof err),
                      CL_EINVAL);
 
     char u[128];
@@ -330,9 +330,21 @@ static void test_parse_listen(void **state)
     assert_int_equal(len, sizeof(struct sockaddr_in6));
     assert_int_equal(cl_http_parse_listen("[fe80::1]:1", &a, &len, err, sizeof err), CL_OK);
 
-    const char *bad[] = {"", "9464", ":9464", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536",
-                         "127.0.0.1:-1", "127.0.0.1:80x", "::1:9464", "[::1]9464", "[::1:9464",
-                         "example.com:80", "300.1.1.1:80", "[127.0.0.1]:80", NULL};
+    const char *bad[] = {"",
+                         "9464",
+                         ":9464",
+                         "127.0.0.1",
+                         "127.0.0.1:",
+                         "127.0.0.1:65536",
+                         "127.0.0.1:-1",
+                         "127.0.0.1:80x",
+                         "::1:9464",
+                         "[::1]9464",
+                         "[::1:9464",
+                         "example.com:80",
+                         "300.1.1.1:80",
+                         "[127.0.0.1]:80",
+                         NULL};
     for (size_t i = 0; bad[i]; i++) {
         if (cl_http_parse_listen(bad[i], &a, &len, err, sizeof err) != CL_EINVAL)
             fail_msg("'%s' was accepted", bad[i]);
@@ -350,8 +362,11 @@ int main(void)
     cl_log_init("test", CL_LOG_WARN, CL_LOG_LOGFMT);
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_metrics),    T(test_health),   T(test_not_found_and_methods),
-        T(test_handlers),   T(test_port_taken_and_ipv6),
+        T(test_metrics),
+        T(test_health),
+        T(test_not_found_and_methods),
+        T(test_handlers),
+        T(test_port_taken_and_ipv6),
         cmocka_unit_test(test_parse_listen),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -27,8 +27,7 @@ static void test_exposition_exact(void **state)
     char err[CL_ERRLEN];
     cl_prom_metric *req, *temp, *lat;
     assert_int_equal(cl_prom_counter(reg, "demo_requests_total", "Requests handled.",
-                                     (const char *[]){"code", "path", NULL}, &req, err,
-                                     sizeof err),
+                                     (const char *[]){"code", "path", NULL}, &req, err, sizeof err),
                      CL_OK);
     assert_int_equal(cl_prom_gauge(reg, "demo_temperature", "Line one\nback\\slash", NULL, &temp,
                                    err, sizeof err),
@@ -46,24 +45,24 @@ static void test_exposition_exact(void **state)
     cl_prom_gauge_set(temp, NULL, 1);
     cl_prom_gauge_add(temp, NULL, -3.5);
     const double obs[] = {0.125, 0.25, 0.75, 3};
-    for (size_t i = 0; i < 4; i++) cl_prom_observe(lat, (const char *[]){"get"}, obs[i]);
+    for (size_t i = 0; i < 4; i++)
+        cl_prom_observe(lat, (const char *[]){"get"}, obs[i]);
 
-    const char *expected =
-        "# HELP demo_latency_seconds Latency.\n"
-        "# TYPE demo_latency_seconds histogram\n"
-        "demo_latency_seconds_bucket{op=\"get\",le=\"0.25\"} 2\n"
-        "demo_latency_seconds_bucket{op=\"get\",le=\"0.5\"} 2\n"
-        "demo_latency_seconds_bucket{op=\"get\",le=\"1\"} 3\n"
-        "demo_latency_seconds_bucket{op=\"get\",le=\"+Inf\"} 4\n"
-        "demo_latency_seconds_sum{op=\"get\"} 4.125\n"
-        "demo_latency_seconds_count{op=\"get\"} 4\n"
-        "# HELP demo_requests_total Requests handled.\n"
-        "# TYPE demo_requests_total counter\n"
-        "demo_requests_total{code=\"200\",path=\"/a\"} 3\n"
-        "demo_requests_total{code=\"500\",path=\"/b\\\"x\\\\y\\nz\"} 1\n"
-        "# HELP demo_temperature Line one\\nback\\\\slash\n"
-        "# TYPE demo_temperature gauge\n"
-        "demo_temperature -2.5\n";
+    const char *expected = "# HELP demo_latency_seconds Latency.\n"
+                           "# TYPE demo_latency_seconds histogram\n"
+                           "demo_latency_seconds_bucket{op=\"get\",le=\"0.25\"} 2\n"
+                           "demo_latency_seconds_bucket{op=\"get\",le=\"0.5\"} 2\n"
+                           "demo_latency_seconds_bucket{op=\"get\",le=\"1\"} 3\n"
+                           "demo_latency_seconds_bucket{op=\"get\",le=\"+Inf\"} 4\n"
+                           "demo_latency_seconds_sum{op=\"get\"} 4.125\n"
+                           "demo_latency_seconds_count{op=\"get\"} 4\n"
+                           "# HELP demo_requests_total Requests handled.\n"
+                           "# TYPE demo_requests_total counter\n"
+                           "demo_requests_total{code=\"200\",path=\"/a\"} 3\n"
+                           "demo_requests_total{code=\"500\",path=\"/b\\\"x\\\\y\\nz\"} 1\n"
+                           "# HELP demo_temperature Line one\\nback\\\\slash\n"
+                           "# TYPE demo_temperature gauge\n"
+                           "demo_temperature -2.5\n";
     cl_buf buf;
     assert_string_equal(render(reg, &buf), expected);
     cl_buf_free(&buf);
@@ -102,21 +101,21 @@ static void test_registration_rules(void **state)
     cl_prom *reg = cl_prom_new();
     char err[CL_ERRLEN];
     cl_prom_metric *a, *b;
-    assert_int_equal(cl_prom_counter(reg, "x_total", "X.", (const char *[]){"t", NULL}, &a, err,
-                                     sizeof err),
-                     CL_OK);
+    assert_int_equal(
+        cl_prom_counter(reg, "x_total", "X.", (const char *[]){"t", NULL}, &a, err, sizeof err),
+        CL_OK);
     /* Same shape again: the same family. */
-    assert_int_equal(cl_prom_counter(reg, "x_total", "X.", (const char *[]){"t", NULL}, &b, err,
-                                     sizeof err),
-                     CL_OK);
+    assert_int_equal(
+        cl_prom_counter(reg, "x_total", "X.", (const char *[]){"t", NULL}, &b, err, sizeof err),
+        CL_OK);
     assert_ptr_equal(a, b);
-    assert_int_equal(cl_prom_gauge(reg, "x_total", "X.", (const char *[]){"t", NULL}, &b, err,
-                                   sizeof err),
-                     CL_ECONFLICT);
+    assert_int_equal(
+        cl_prom_gauge(reg, "x_total", "X.", (const char *[]){"t", NULL}, &b, err, sizeof err),
+        CL_ECONFLICT);
     assert_non_null(strstr(err, "x_total"));
-    assert_int_equal(cl_prom_counter(reg, "x_total", "X.", (const char *[]){"u", NULL}, &b, err,
-                                     sizeof err),
-                     CL_ECONFLICT);
+    assert_int_equal(
+        cl_prom_counter(reg, "x_total", "X.", (const char *[]){"u", NULL}, &b, err, sizeof err),
+        CL_ECONFLICT);
     assert_int_equal(cl_prom_counter(reg, "9bad", "", NULL, &b, err, sizeof err), CL_EINVAL);
     assert_int_equal(cl_prom_counter(reg, "bad-name", "", NULL, &b, err, sizeof err), CL_EINVAL);
     assert_int_equal(cl_prom_counter(reg, "", "", NULL, &b, err, sizeof err), CL_EINVAL);
@@ -223,8 +222,8 @@ static void test_consumer_lag(void **state)
     char err[CL_ERRLEN];
     cl_prom_partition_lag rows[] = {
         {"cl-join", "closedloop.snapshots", 0, 90, 100, 10, 2.5},
-        {"cl-join", "closedloop.snapshots", 1, 50, 55, 5, -1},   /* seconds unknown */
-        {"cl-join", "closedloop.outcomes", 0, -1, 7, -1, NAN},   /* nothing committed yet */
+        {"cl-join", "closedloop.snapshots", 1, 50, 55, 5, -1}, /* seconds unknown */
+        {"cl-join", "closedloop.outcomes", 0, -1, 7, -1, NAN}, /* nothing committed yet */
     };
     assert_int_equal(cl_prom_set_consumer_lag(reg, rows, 3, err, sizeof err), CL_OK);
     cl_buf buf;
@@ -272,8 +271,9 @@ static void test_consumer_lag(void **state)
     assert_null(strstr(buf.data, "partition=\"0\""));
     assert_non_null(strstr(buf.data, "kafka_consumergroup_lag{consumergroup=\"cl-join\",topic="
                                      "\"closedloop.snapshots\",partition=\"1\"} 5\n"));
-    assert_non_null(strstr(buf.data, "kafka_consumergroup_current_offset{consumergroup=\"cl-"
-                                     "join\",topic=\"closedloop.snapshots\",partition=\"1\"} 55\n"));
+    assert_non_null(strstr(buf.data,
+                           "kafka_consumergroup_current_offset{consumergroup=\"cl-"
+                           "join\",topic=\"closedloop.snapshots\",partition=\"1\"} 55\n"));
     cl_buf_free(&buf);
 
     /* A family of that name registered with another shape is a conflict, not a mix-up. */
@@ -310,13 +310,15 @@ static void test_concurrent_updates_and_render(void **state)
     const double b[] = {1, 2};
     assert_int_equal(cl_prom_histogram(r.reg, "sizes", "", NULL, b, 2, &r.hist, NULL, 0), CL_OK);
     pthread_t t[2];
-    for (int i = 0; i < 2; i++) assert_int_equal(pthread_create(&t[i], NULL, updater, &r), 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, updater, &r), 0);
     for (int i = 0; i < 20; i++) {
         cl_buf buf;
         render(r.reg, &buf);
         cl_buf_free(&buf);
     }
-    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
     double v;
     assert_int_equal(cl_prom_value(r.counter, (const char *[]){"even"}, &v), CL_OK);
     assert_true(v == 20000);

@@ -77,7 +77,8 @@ static void make_key(uint8_t key[12], uint32_t part, uint64_t i)
 
 static void make_value(char *v, size_t len, uint64_t i)
 {
-    for (size_t j = 0; j < len; j++) v[j] = (char)('a' + (i * 7 + j) % 26);
+    for (size_t j = 0; j < len; j++)
+        v[j] = (char)('a' + (i * 7 + j) % 26);
 }
 
 static void put_many(cl_store_txn *b, uint32_t part, uint64_t from, uint64_t to, size_t vlen)
@@ -106,7 +107,8 @@ static void expect_present(cl_store *s, uint32_t part, uint64_t from, uint64_t t
         const void *v;
         size_t len;
         int rc = cl_store_get(t, DB_STATE, key, sizeof key, &v, &len, err, sizeof err);
-        if (rc != CL_OK) fail_msg("key %llu missing: %s", (unsigned long long)i, cl_status_name(rc));
+        if (rc != CL_OK)
+            fail_msg("key %llu missing: %s", (unsigned long long)i, cl_status_name(rc));
         make_value(want, vlen, i);
         assert_int_equal(len, vlen);
         assert_memory_equal(v, want, vlen);
@@ -138,8 +140,7 @@ static void test_batch_commit_and_reopen(void **state)
     make_key(key, 1, 3);
     const void *v;
     size_t len;
-    assert_int_equal(cl_store_get(b, DB_STATE, key, sizeof key, &v, &len, err, sizeof err),
-                     CL_OK);
+    assert_int_equal(cl_store_get(b, DB_STATE, key, sizeof key, &v, &len, err, sizeof err), CL_OK);
     assert_int_equal(cl_store_del(b, DB_STATE, key, sizeof key, err, sizeof err), CL_OK);
     assert_int_equal(cl_store_del(b, DB_STATE, key, sizeof key, err, sizeof err), CL_ENOTFOUND);
     assert_int_equal(cl_store_get(b, DB_STATE, key, sizeof key, &v, &len, err, sizeof err),
@@ -147,8 +148,7 @@ static void test_batch_commit_and_reopen(void **state)
     /* Offsets in the same transaction as the state, as the join worker does. */
     uint8_t off[8];
     cl_store_u64_be(off, 4242);
-    assert_int_equal(cl_store_put(b, DB_OFFSETS, "p0", 2, off, sizeof off, err, sizeof err),
-                     CL_OK);
+    assert_int_equal(cl_store_put(b, DB_OFFSETS, "p0", 2, off, sizeof off, err, sizeof err), CL_OK);
     /* Bad input is refused without hurting the batch. */
     assert_int_equal(cl_store_put(b, DB_STATE, "", 0, "x", 1, err, sizeof err), CL_EINVAL);
     assert_int_equal(cl_store_put(b, 7, "k", 1, "x", 1, err, sizeof err), CL_EINVAL);
@@ -224,8 +224,7 @@ static void test_map_growth_replays_every_op(void **state)
     const void *v;
     size_t len;
     make_key(key, 1, 19999);
-    assert_int_equal(cl_store_get(b, DB_STATE, key, sizeof key, &v, &len, err, sizeof err),
-                     CL_OK);
+    assert_int_equal(cl_store_get(b, DB_STATE, key, sizeof key, &v, &len, err, sizeof err), CL_OK);
     assert_int_equal(len, 300);
     assert_int_equal(cl_store_batch_commit(b, err, sizeof err), CL_OK);
 
@@ -555,7 +554,8 @@ static void test_scan_with_writes_and_growth(void **state)
     cl_store_stats_get(s, &st);
     assert_true(st.growths >= 1);
     assert_int_equal(count_prefix(s, p5, 4), 1000);
-    for (uint64_t i = 1; i < 2000; i += 2) expect_present(s, 5, i, i + 1, 100);
+    for (uint64_t i = 1; i < 2000; i += 2)
+        expect_present(s, 5, i, i + 1, 100);
     uint8_t p7[4];
     cl_store_u32_be(p7, 7);
     assert_int_equal(count_prefix(s, p7, 4), 10000);
