@@ -1257,6 +1257,13 @@ static int avro_fail(jctx *c, const char *what)
                      c->plen ? c->path : "(record)", what, avro_strerror());
 }
 
+/* avro-c rejects a NULL buffer even for zero bytes; an empty cl_buf has data == NULL. */
+static void *nonnull(const void *p)
+{
+    static char empty[1];
+    return p ? (void *)p : empty;
+}
+
 static const char *node_type_name(const node *n)
 {
     return n->fullname ? n->fullname : kind_names[n->k];
@@ -1364,8 +1371,8 @@ static int fill(jctx *c, const node *n, const json_t *j, avro_value_t *v)
         }
         if (!v)
             return CL_OK;
-        rc = n->k == K_FIXED ? avro_value_set_fixed(v, c->scratch->data, c->scratch->len)
-                             : avro_value_set_bytes(v, c->scratch->data, c->scratch->len);
+        rc = n->k == K_FIXED ? avro_value_set_fixed(v, nonnull(c->scratch->data), c->scratch->len)
+                             : avro_value_set_bytes(v, nonnull(c->scratch->data), c->scratch->len);
         return rc ? avro_fail(c, "set_bytes") : CL_OK;
     case K_ENUM:
         if (json_is_string(j))
@@ -2002,7 +2009,7 @@ static int apply(actx *a, const plan *p, avro_value_t *src, avro_value_t *dst)
         }
         case K_BYTES: {
             const void *b;
-            return avro_value_get_bytes(src, &b, &size) || avro_value_set_bytes(dst, (void *)b, size)
+            return avro_value_get_bytes(src, &b, &size) || avro_value_set_bytes(dst, nonnull(b), size)
                        ? avro_fail(c, "copy bytes") : CL_OK;
         }
         case K_STRING: {
@@ -2022,7 +2029,7 @@ static int apply(actx *a, const plan *p, avro_value_t *src, avro_value_t *dst)
         if (p->w->k == K_STRING && p->r->k == K_BYTES) {
             const char *s;
             return avro_value_get_string(src, &s, &size) ||
-                           avro_value_set_bytes(dst, (void *)s, size ? size - 1 : 0)
+                           avro_value_set_bytes(dst, nonnull(s), size ? size - 1 : 0)
                        ? avro_fail(c, "string->bytes") : CL_OK;
         }
         if (p->w->k == K_BYTES && p->r->k == K_STRING) {
@@ -2056,7 +2063,7 @@ static int apply(actx *a, const plan *p, avro_value_t *src, avro_value_t *dst)
     }
     case P_FIXED: {
         const void *b;
-        return avro_value_get_fixed(src, &b, &size) || avro_value_set_fixed(dst, (void *)b, size)
+        return avro_value_get_fixed(src, &b, &size) || avro_value_set_fixed(dst, nonnull(b), size)
                    ? avro_fail(c, "copy fixed") : CL_OK;
     }
     case P_ENUM: {
@@ -2214,14 +2221,6 @@ int cl_avro_codec_new(cl_avro_codec **out, const cl_avro_schemas *set, const cha
                                                        : CL_AVRO_FRAMING_SINGLE_OBJECT;
     c->schema_id = opts->schema_id > 0 ? opts->schema_id : 0;
     cl_buf_init(&c->tmp, MAX_DATUM_BYTES);
-    if (c->framing == CL_AVRO_FRAMING_CONFLUENT && c->schema_id == 0 &&
-        (!opts->registry || !opts->subject)) {
-        cl_avro_codec_free(c);
-        return cl_seterr(err, errlen, CL_EINVAL,
-                         "Confluent framing for %s needs a schema registry and a subject, or a "
-                         "fixed schema id",
-                         record_name);
-    }
     if (opts->subject && !(c->subject = strdup(opts->subject))) {
         cl_avro_codec_free(c);
         return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
@@ -2276,6 +2275,11 @@ int cl_avro_codec_encode(cl_avro_codec *c, avro_value_t *value, cl_buf *out, cha
     if (c->framing == CL_AVRO_FRAMING_CONFLUENT) {
         if (c->schema_id <= 0) {
             int32_t id;
+            if (!c->registry || !c->subject)
+                return cl_seterr(err, errlen, CL_EINVAL,
+                                 "cannot encode %s in Confluent framing: it needs a schema "
+                                 "registry and a subject, or a fixed schema id",
+                                 c->schema->root->fullname);
             rc = cl_registry_register(c->registry, c->subject, c->schema->text, &id, err, errlen);
             if (rc != CL_OK)
                 return rc;

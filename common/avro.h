@@ -138,7 +138,8 @@ typedef struct {
     cl_avro_framing framing; /* AUTO: Confluent when registry != NULL */
     cl_registry *registry;   /* borrowed; NULL: no registry (Confluent input then fails
                                 unless schema_id below names the codec's own schema) */
-    const char *subject;     /* registry subject for encoding, "<topic>-value" */
+    const char *subject;     /* registry subject for encoding, "<topic>-value" (not
+                                needed by a codec that only decodes) */
     int32_t schema_id;       /* > 0: use this id for Confluent encoding instead of
                                 registering (and map it to the reader schema on decode) */
 } cl_avro_codec_opts;
