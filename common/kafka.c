@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "util.h"
@@ -804,7 +805,17 @@ int cl_consumer_new(const cl_config *cfg, const cl_consumer_opts *opts, cl_consu
         rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
         rd_kafka_conf_set_offset_commit_cb(conf, offset_commit_cb);
     } else {
-        cl_strlcpy(c->group, "", sizeof c->group);
+        /* librdkafka (2.0) refuses assign() without a group.id, although assign() never
+         * joins the group. A unique, never-committed id keeps readers from sharing
+         * anything; has_group stays 0, so nothing is ever committed under it. */
+        static atomic_uint readers;
+        snprintf(c->group, sizeof c->group, "closedloop-reader-%.64s-%ld-%u",
+                 program_invocation_short_name, (long)getpid(), atomic_fetch_add(&readers, 1));
+        rc = conf_set(conf, "group.id", c->group, "reader", err, errlen);
+        if (rc != CL_OK) {
+            rd_kafka_conf_destroy(conf);
+            goto fail;
+        }
     }
     rd_kafka_conf_set_stats_cb(conf, stats_cb);
     rd_kafka_conf_set_opaque(conf, c);
