@@ -9,6 +9,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "outcomes.h"
+#include "registry.h"
 #include "store.h"
 
 static const char summary[] =
@@ -20,7 +21,8 @@ static const char summary[] =
 
 int main(int argc, char **argv)
 {
-    const cl_option *const tables[] = {cl_outcomes_options, cl_store_options, NULL};
+    const cl_option *const tables[] = {cl_outcomes_options, cl_store_options, cl_registry_options,
+                                        NULL};
     cl_config *cfg = cl_config_new("closedloop-outcomes", summary, tables);
     if (!cfg) {
         fprintf(stderr, "closedloop-outcomes: out of memory\n");
