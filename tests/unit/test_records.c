@@ -564,6 +564,7 @@ static void test_labeled_from_and_roundtrip(void **state)
     /* A retraction marker carries the retracted example. */
     e->retracted = true;
     assert_int_equal(cl_labeled_example_to_avro(e, &v, err, sizeof err), CL_OK);
+    avro_value_decref(&back);
     roundtrip_value(LABELED, &v, &back);
     assert_int_equal(cl_labeled_example_from_avro(&back, out, err, sizeof err), CL_OK);
     assert_true(out->retracted);
@@ -829,6 +830,7 @@ static void test_weight_config_roundtrip(void **state)
     /* The seed model round-trips with null training / comparison. */
     cl_weight_config_seed(in, 1700000000000);
     assert_int_equal(cl_weight_config_to_avro(in, &v, err, sizeof err), CL_OK);
+    avro_value_decref(&back);
     roundtrip_value(WEIGHTS, &v, &back);
     assert_int_equal(cl_weight_config_from_avro(&back, out, err, sizeof err), CL_OK);
     assert_false(out->has_training);
