@@ -265,6 +265,7 @@ struct cl_gen {
     account_rec *accounts;
     owner_rec *owners;
     opp_rec *opps;
+    char (*ids[3])[19]; /* per key prefix, every entity's id, computed once */
     cl_gen_counts counts;
 };
 
@@ -592,6 +593,8 @@ static void generate_opportunity(cl_gen *g, int64_t index) {
     }
 }
 
+static int build_ids(cl_gen *g);
+
 int cl_gen_create(const cl_gen_options *opt, cl_gen **out, char *err, size_t errlen) {
     *out = NULL;
     int rc = validate(opt, err, errlen);
@@ -640,6 +643,10 @@ int cl_gen_create(const cl_gen_options *opt, cl_gen **out, char *err, size_t err
         g->owners[i].skill = (float)rng_normal(&rng);
     }
     for (int64_t i = 0; i < opt->opportunities; i++) generate_opportunity(g, i);
+    if (build_ids(g) != CL_OK) {
+        cl_gen_free(g);
+        return cl_seterr(err, errlen, CL_ENOMEM, "out of memory for ids");
+    }
 
     /* Counts as the files will show them at the end of the history. */
     cl_gen_counts *c = &g->counts;
@@ -681,6 +688,7 @@ void cl_gen_free(cl_gen *g) {
     free(g->accounts);
     free(g->owners);
     free(g->opps);
+    for (int i = 0; i < 3; i++) free(g->ids[i]);
     free(g);
 }
 
@@ -742,7 +750,19 @@ enum { ID_ACCOUNT = 0, ID_USER, ID_OPPORTUNITY };
 static const char *const id_prefix[3] = {"001", "005", "006"};
 
 static void entity_id(const cl_gen *g, int kind, int64_t index, char out[19]) {
-    cl_gen_salesforce_id(id_prefix[kind], g->id_base[kind] + (uint64_t)index + 1, out);
+    memcpy(out, g->ids[kind][index], 19);
+}
+
+static int build_ids(cl_gen *g) {
+    const int64_t count[3] = {g->counts.accounts, g->counts.owners, g->counts.opportunities};
+    for (int kind = 0; kind < 3; kind++) {
+        g->ids[kind] = malloc((size_t)count[kind] * sizeof *g->ids[kind]);
+        if (!g->ids[kind]) return CL_ENOMEM;
+        for (int64_t i = 0; i < count[kind]; i++)
+            cl_gen_salesforce_id(id_prefix[kind], g->id_base[kind] + (uint64_t)i + 1,
+                                 g->ids[kind][i]);
+    }
+    return CL_OK;
 }
 
 /* ---- buffered output ----------------------------------------------------------------- */
@@ -1008,8 +1028,10 @@ static void row_end(row_writer *w) {
     out_char(w->o, '\n');
 }
 
-static int write_run(cl_gen *g, const char *runs_dir, int run, out_file *o, char *err,
-                     size_t errlen) {
+/* Writes run `run` for the candidates in `active` (every opportunity that may be open
+ * that day, in creation order). */
+static int write_run(cl_gen *g, const char *runs_dir, int run, const uint32_t *active,
+                     size_t active_count, out_file *o, char *err, size_t errlen) {
     const cl_gen_options *opt = &g->opt;
     int32_t day = cl_gen_run_day(g, run);
     char run_id[24], name[64];
@@ -1029,7 +1051,8 @@ static int write_run(cl_gen *g, const char *runs_dir, int run, out_file *o, char
         out_char(o, '\n');
     }
     char opp_id[19], account_id[19], owner_id[19];
-    for (int64_t i = 0; i < opt->opportunities; i++) {
+    for (size_t j = 0; j < active_count; j++) {
+        uint32_t i = active[j];
         const opp_rec *rec = &g->opps[i];
         cl_gen_snapshot s;
         if (!is_open(rec, day) || !cl_gen_snapshot_at(g, i, run, &s)) continue;
@@ -1473,6 +1496,41 @@ static int remove_stale_runs(const char *runs_dir, char *err, size_t errlen) {
     return rc;
 }
 
+/* Scanning every opportunity for every run would touch the whole history once per run;
+ * instead keep the set of opportunities created and not yet finally closed, entering
+ * in creation order (a counting sort by creation day) and leaving at their close. */
+static int write_runs(cl_gen *g, const char *runs_dir, out_file *o, char *err, size_t errlen) {
+    size_t n = (size_t)g->opt.opportunities, days = (size_t)g->horizon_days;
+    uint32_t *order = malloc(n * sizeof *order), *active = malloc(n * sizeof *active);
+    size_t *first = calloc(days + 1, sizeof *first);
+    if (!order || !active || !first) {
+        free(order);
+        free(active);
+        free(first);
+        return cl_seterr(err, errlen, CL_ENOMEM, "out of memory for the run index");
+    }
+    for (size_t i = 0; i < n; i++) first[g->opps[i].created - g->opt.start_day + 1]++;
+    for (size_t d = 1; d <= days; d++) first[d] += first[d - 1];
+    for (size_t i = 0; i < n; i++)
+        order[first[g->opps[i].created - g->opt.start_day]++] = (uint32_t)i;
+    size_t entered = 0, active_count = 0;
+    int rc = CL_OK;
+    for (int run = 0; rc == CL_OK && run < g->run_count; run++) {
+        int32_t day = cl_gen_run_day(g, run);
+        while (entered < n && g->opps[order[entered]].created <= day)
+            active[active_count++] = order[entered++];
+        size_t kept = 0;
+        for (size_t j = 0; j < active_count; j++)
+            if (g->opps[active[j]].close > day) active[kept++] = active[j];
+        active_count = kept;
+        rc = write_run(g, runs_dir, run, active, active_count, o, err, errlen);
+    }
+    free(order);
+    free(active);
+    free(first);
+    return rc;
+}
+
 int cl_gen_write(cl_gen *g, const char *out_dir, int force, char *err, size_t errlen) {
     char runs_dir[PATH_CAP], outcomes_dir[PATH_CAP], truth_path[PATH_CAP];
     int n1 = snprintf(runs_dir, sizeof runs_dir, "%s/runs", out_dir);
@@ -1503,8 +1561,7 @@ int cl_gen_write(cl_gen *g, const char *out_dir, int force, char *err, size_t er
     if (!o) return cl_seterr(err, errlen, CL_ENOMEM, "out of memory for output buffer");
     o->f = NULL;
     rc = write_reference_data(g, out_dir, o, err, errlen);
-    for (int run = 0; rc == CL_OK && run < g->run_count; run++)
-        rc = write_run(g, runs_dir, run, o, err, errlen);
+    if (rc == CL_OK) rc = write_runs(g, runs_dir, o, err, errlen);
     if (rc == CL_OK) rc = write_closed_export(g, outcomes_dir, o, err, errlen);
     if (rc == CL_OK) rc = write_record_versions(g, outcomes_dir, o, err, errlen);
     if (rc == CL_OK) rc = write_truth(g, out_dir, o, err, errlen);
