@@ -1530,10 +1530,12 @@ int cl_kafka_list_groups(const cl_config *cfg, char ***out, size_t *n, int timeo
         size_t cnt, nerr;
         const rd_kafka_ConsumerGroupListing_t **gl = rd_kafka_ListConsumerGroups_result_valid(res, &cnt);
         const rd_kafka_error_t **errs = rd_kafka_ListConsumerGroups_result_errors(res, &nerr);
-        for (size_t i = 0; i < nerr; i++)
-            cl_log(CL_LOG_WARN, "list_groups_partial", "error=\"%s\"", rd_kafka_error_string(errs[i]));
-        char **v = calloc(cnt ? cnt : 1, sizeof *v);
-        if (!v) {
+        /* A partial list would make a lag report silently miss groups. */
+        char **v = nerr ? NULL : calloc(cnt ? cnt : 1, sizeof *v);
+        if (nerr) {
+            rc = cl_seterr(err, errlen, CL_EIO, "listing consumer groups: %s",
+                           rd_kafka_error_string(errs[0]));
+        } else if (!v) {
             rc = cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
         } else {
             for (size_t i = 0; i < cnt; i++) {

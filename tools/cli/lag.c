@@ -17,6 +17,9 @@
 #include "kafka.h"
 
 static const cl_option lag_options[] = {
+    {"group", CL_OPT_STRING, NULL,
+     "Consumer group to report (default: group.id if set, e.g. from a worker's config file; "
+     "otherwise every group)."},
     {"admin.timeout.ms", CL_OPT_INT, "30000", "Bound on each admin request.", 0, 1000, 600000},
     {"output", CL_OPT_STRING, "text", "Output format: text or json."},
     {NULL},
@@ -37,7 +40,7 @@ int cl_cli_lag(int argc, char **argv)
     int rc = cl_cli_load_config(
         "closedloop lag",
         "Print, per consumer group, topic and partition, the committed offset, the log end "
-        "offset and the lag, for the group given by --group (group.id) or for every group.",
+        "offset and the lag, for the group given by --group (or group.id) or for every group.",
         tables, argc, argv, &cfg);
     if (rc != CL_CLI_OK || !cfg) return rc;
 
@@ -59,7 +62,8 @@ int cl_cli_lag(int argc, char **argv)
     char err[CL_ERRLEN];
     char **groups = NULL;
     size_t ngroups = 0;
-    const char *one = cl_config_str(cfg, "group.id");
+    const char *one = cl_config_str(cfg, "group");
+    if (!one || !*one) one = cl_config_str(cfg, "group.id");
     char *single[1];
     if (one && *one) {
         single[0] = (char *)one;
