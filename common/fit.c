@@ -208,6 +208,10 @@ static int newton_step(const problem *pb, const double *g, double H[MAXP][MAXP],
     double diag = 0;
     for (size_t i = 0; i < p; i++)
         diag = fmax(diag, H[i][i]);
+    /* Constraint rows enter scaled by s so that the Schur complement A·H⁻¹·Aᵀ·s² is of
+     * order one instead of 1/|H| (which for a million examples would look singular
+     * next to H itself); the multipliers are scaled back below. */
+    double s = sqrt(fmax(diag, 1.0));
     double ridge = 0;
     int rc = -1;
     for (int attempt = 0; attempt < 12 && rc != 0; attempt++) {
@@ -222,8 +226,8 @@ static int newton_step(const problem *pb, const double *g, double H[MAXP][MAXP],
         }
         for (size_t w = 0; w < nwork; w++) {
             for (size_t j = 0; j < p; j++) {
-                M[p + w][j] = pb->cons[work[w]][j];
-                M[j][p + w] = pb->cons[work[w]][j];
+                M[p + w][j] = s * pb->cons[work[w]][j];
+                M[j][p + w] = s * pb->cons[work[w]][j];
             }
             rhs[p + w] = 0;
         }
@@ -235,7 +239,7 @@ static int newton_step(const problem *pb, const double *g, double H[MAXP][MAXP],
         return -1;
     memcpy(d, z, p * sizeof *d);
     for (size_t w = 0; w < nwork; w++)
-        mu[w] = z[p + w];
+        mu[w] = s * z[p + w];
     return 0;
 }
 

@@ -121,6 +121,28 @@ static void test_recovers_known_model(void **state)
     release(&s);
 }
 
+static void test_large_sample_with_active_bounds(void **state)
+{
+    /* 300,000 examples and two weights at 0: the KKT system mixes Hessian entries of
+     * order 1e8 with constraint rows of order 1, which must not read as singular. */
+    const double truth[6] = {0.30, 0.00, 0.10, 0.40, 0.20, 0.00};
+    sample s = draw(300000, 6, truth, -4.0, 0.08, 41);
+    cl_fit_data d = {s.n, 6, s.x, s.won, NULL};
+    cl_fit_options o;
+    cl_fit_options_default(&o);
+    cl_fit_result r;
+    char err[CL_ERRLEN];
+    assert_int_equal(cl_fit(&d, &o, &r, err, sizeof err), CL_OK);
+    for (int j = 0; j < 6; j++)
+        CLOSE(r.weights[j], truth[j], 0.01);
+    o.prior_weights = SEED_WEIGHTS;
+    o.max_change = 0.05;
+    assert_int_equal(cl_fit(&d, &o, &r, err, sizeof err), CL_OK);
+    for (int j = 0; j < 6; j++)
+        assert_true(fabs(r.weights[j] - SEED_WEIGHTS[j]) <= 0.05 + 1e-12);
+    release(&s);
+}
+
 static void test_unconstrained_agrees_when_constraints_are_slack(void **state)
 {
     /* All true weights positive: the constrained optimum is interior, so both modes
@@ -512,6 +534,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_recovers_known_model),
+        cmocka_unit_test(test_large_sample_with_active_bounds),
         cmocka_unit_test(test_unconstrained_agrees_when_constraints_are_slack),
         cmocka_unit_test(test_cap_is_exact_and_binding),
         cmocka_unit_test(test_strong_anchor_returns_champion),
