@@ -45,6 +45,7 @@ FAULTS = {
     "expire_session_after_pages": -1,  # after N more query pages, every token is invalid
     "invalid_locator_after_pages": -1, # after N more pages, cursors vanish (INVALID_QUERY_LOCATOR)
     "malformed_json": 0,             # next N query responses are cut off mid-JSON
+    "malformed_json_after_pages": -1,  # after N more good pages, one is cut off mid-JSON
     "limit_exceeded": False,         # every API call: 403 REQUEST_LIMIT_EXCEEDED
     "slow_ms": 0,                    # delay before each API response
     "api_used": None,                # set the daily usage counter
@@ -464,6 +465,10 @@ class Handler(BaseHTTPRequestHandler):
             malformed = f["malformed_json"] > 0
             if malformed:
                 f["malformed_json"] -= 1
+            if f["malformed_json_after_pages"] == 0:
+                malformed = True
+            if f["malformed_json_after_pages"] >= 0:
+                f["malformed_json_after_pages"] -= 1
         if fire_expire:
             return self.sf_error(401, "INVALID_SESSION_ID", "Session expired or invalid")
         chunk = rows[offset:offset + n]

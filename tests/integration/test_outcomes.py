@@ -146,33 +146,20 @@ def test_malformed_json_is_an_error_naming_the_request(env_factory):
     records = fixture(700)
     server = by_id(records)
     env = env_factory(records)
-    env.faults(expire_session_after_pages=-1, malformed_json=0)
-    # Let the first page through, then cut the second one off mid-JSON.
-    env.faults(invalid_locator_after_pages=-1)
-    r = env.run("--outcomes.batch.size=200")
-    assert r.returncode == 0
-    env.upsert([opportunity(5000 + i, int(time.time() * 1000) - 10000 + i, closed=True)
-                for i in range(450)])
-    for i in range(450):
-        o = opportunity(5000 + i, int(time.time() * 1000) - 10000 + i, closed=True)
-        server[o["Id"]] = o
-    server = {k: v for k, v in load_server(env).items()}
-    env.faults(malformed_json=1)
+    # Two good pages, then one cut off mid-JSON.
+    env.faults(malformed_json_after_pages=2)
     r = env.run()
-    assert r.returncode == 1
-    assert "response is not valid JSON" in r.stderr and "GET /services/data/v60.0/queryAll" in r.stderr
-    # State was kept; the next run completes the pull.
+    assert r.returncode == 1, r.stderr
+    assert "response is not valid JSON" in r.stderr
+    assert "GET /services/data/v60.0/queryAll/" in r.stderr  # names the page's request
+    first = env.read_topic()
+    assert 0 < len(first) < len(expected_from(server))  # two pages in, not the rest
+    # The position after the last good page was kept; the next run resumes there.
     r = env.run()
     assert r.returncode == 0, r.stderr
-    assert_topic_matches(env, server)
-
-
-def load_server(env):
-    return load_jsonl(env.data) | {r["Id"]: r for r in _upserted(env)}
-
-
-def _upserted(env):
-    return getattr(env, "_upserts", [])
+    assert "pull_resume" in r.stderr
+    got = assert_topic_matches(env, server)
+    assert max(published_versions(got).values()) == 1
 
 
 def test_request_limit_and_quota_share_stop_with_state_kept(env_factory):
