@@ -751,9 +751,10 @@ int cl_avro_schema_parse(const char *text, size_t len, const char *origin, cl_av
         return cl_seterr(err, errlen, CL_ENOMEM, "%s: out of memory", origin);
     }
     if (s->root->k != K_RECORD) {
+        rc = cl_seterr(err, errlen, CL_EINVAL, "%s: the top-level type must be a record, not %s",
+                       origin, kind_names[s->root->k]);
         cl_avro_schema_free(s);
-        return cl_seterr(err, errlen, CL_EINVAL, "%s: the top-level type must be a record, not %s",
-                         origin, kind_names[s->root->k]);
+        return rc;
     }
     if (avro_schema_from_json_length(s->text, len, &s->avro) != 0) {
         s->avro = NULL;
