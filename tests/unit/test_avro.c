@@ -340,7 +340,7 @@ static void test_reused_value_is_reset_between_records(void **state)
     cl_avro_schemas *set = set_of(ALL_TYPES, NULL);
     cl_avro_codec *c = codec_of(set, "All", NULL);
     const char *second =
-        "{\"n\":null,\"b\":false,\"i\":1,\"l\":2,\"f\":1,\"d\":2,\"by\":\"\",\"s\":\"\",\"e\":\"A\","
+        "{\"n\":null,\"b\":false,\"i\":1,\"l\":2,\"f\":1.0,\"d\":2.0,\"by\":\"\",\"s\":\"\",\"e\":\"A\","
         "\"fx\":\"xyz\",\"a\":[],\"m\":{},\"u\":null,\"r\":{\"x\":0}}";
     cl_buf one, two;
     cl_buf_init(&one, 0);
