@@ -52,8 +52,7 @@ static const char *symbol_of(const char *const *names, size_t n, int v)
 
 static int symbol_parse(const char *const *names, size_t n, const char *s, int *out)
 {
-    if (s == NULL)
-        return CL_EINVAL;
+    if (s == NULL) return CL_EINVAL;
     for (size_t i = 0; i < n; i++) {
         if (strcmp(names[i], s) == 0) {
             *out = (int)i;
@@ -63,15 +62,17 @@ static int symbol_parse(const char *const *names, size_t n, const char *s, int *
     return CL_EINVAL;
 }
 
-#define ENUM_FUNCS(type, prefix, table)                                  \
-    const char *prefix##_name(type v) { return symbol_of(table, COUNT(table), (int)v); } \
-    int prefix##_parse(const char *s, type *out)                         \
-    {                                                                    \
-        int v;                                                           \
-        if (symbol_parse(table, COUNT(table), s, &v) != CL_OK)           \
-            return CL_EINVAL;                                            \
-        *out = (type)v;                                                  \
-        return CL_OK;                                                    \
+#define ENUM_FUNCS(type, prefix, table)                                                            \
+    const char *prefix##_name(type v)                                                              \
+    {                                                                                              \
+        return symbol_of(table, COUNT(table), (int)v);                                             \
+    }                                                                                              \
+    int prefix##_parse(const char *s, type *out)                                                   \
+    {                                                                                              \
+        int v;                                                                                     \
+        if (symbol_parse(table, COUNT(table), s, &v) != CL_OK) return CL_EINVAL;                   \
+        *out = (type)v;                                                                            \
+        return CL_OK;                                                                              \
     }
 
 ENUM_FUNCS(cl_band, cl_band, band_names)
@@ -88,11 +89,9 @@ const char *const cl_builtin_component_names[CL_NUM_BUILTINS] = {
 
 int cl_builtin_component_index(const char *name)
 {
-    if (name == NULL)
-        return -1;
+    if (name == NULL) return -1;
     for (int i = 0; i < CL_NUM_BUILTINS; i++)
-        if (strcmp(cl_builtin_component_names[i], name) == 0)
-            return i;
+        if (strcmp(cl_builtin_component_names[i], name) == 0) return i;
     return -1;
 }
 
@@ -158,40 +157,37 @@ static size_t bounded_len(const char *s, size_t cap)
 }
 
 /* A fixed-size string field is well formed when it is NUL-terminated inside its array. */
-static int check_str(const char *path, const char *field, const char *s, size_t cap,
-                     bool required, char *err, size_t errlen)
+static int check_str(const char *path, const char *field, const char *s, size_t cap, bool required,
+                     char *err, size_t errlen)
 {
     size_t len = bounded_len(s, cap);
     if (len == cap)
-        return cl_seterr(err, errlen, CL_EINVAL, "%s.%s: not terminated within %zu bytes",
-                         path, field, cap - 1);
+        return cl_seterr(err, errlen, CL_EINVAL, "%s.%s: not terminated within %zu bytes", path,
+                         field, cap - 1);
     if (required && len == 0)
         return cl_seterr(err, errlen, CL_EINVAL, "%s.%s: required, is empty", path, field);
     return CL_OK;
 }
 
-#define CHECK_STR(path, s, field, required)                                                \
-    do {                                                                                   \
-        int rc_ = check_str(path, #field, (s)->field, sizeof((s)->field), required, err,   \
-                            errlen);                                                       \
-        if (rc_ != CL_OK)                                                                  \
-            return rc_;                                                                    \
+#define CHECK_STR(path, s, field, required)                                                        \
+    do {                                                                                           \
+        int rc_ = check_str(path, #field, (s)->field, sizeof((s)->field), required, err, errlen);  \
+        if (rc_ != CL_OK) return rc_;                                                              \
     } while (0)
 
-#define CHECK(cond, path, ...)                                                             \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            char msg_[CL_ERRLEN];                                                                \
-            fmt(msg_, sizeof msg_, __VA_ARGS__);                                         \
-            return cl_seterr(err, errlen, CL_EINVAL, "%s.%s", path, msg_);                 \
-        }                                                                                  \
+#define CHECK(cond, path, ...)                                                                     \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            char msg_[CL_ERRLEN];                                                                  \
+            fmt(msg_, sizeof msg_, __VA_ARGS__);                                                   \
+            return cl_seterr(err, errlen, CL_EINVAL, "%s.%s", path, msg_);                         \
+        }                                                                                          \
     } while (0)
 
-#define TRY(expr)                                                                          \
-    do {                                                                                   \
-        int rc_ = (expr);                                                                  \
-        if (rc_ != CL_OK)                                                                  \
-            return rc_;                                                                    \
+#define TRY(expr)                                                                                  \
+    do {                                                                                           \
+        int rc_ = (expr);                                                                          \
+        if (rc_ != CL_OK) return rc_;                                                              \
     } while (0)
 
 /* ---- validation ----------------------------------------------------------------- */
@@ -223,14 +219,14 @@ int cl_snapshot_validate(const cl_snapshot *s, char *err, size_t errlen)
               p, "attributes[%zu]: not terminated", i);
         CHECK(a->key[0] != '\0', p, "attributes[%zu]: empty key", i);
         for (size_t j = 0; j < i; j++)
-            CHECK(strcmp(s->attributes[j].key, a->key) != 0, p,
-                  "attributes: duplicate key '%s'", a->key);
+            CHECK(strcmp(s->attributes[j].key, a->key) != 0, p, "attributes: duplicate key '%s'",
+                  a->key);
     }
     for (int i = 0; i < CL_NUM_BUILTINS; i++)
         CHECK(in_range(s->components[i], 0, 100), p, "%s: %g is outside 0..100",
               cl_builtin_component_names[i], s->components[i]);
-    CHECK(s->n_features <= CL_MAX_FEATURES, p, "features: %zu entries, at most %d",
-          s->n_features, CL_MAX_FEATURES);
+    CHECK(s->n_features <= CL_MAX_FEATURES, p, "features: %zu entries, at most %d", s->n_features,
+          CL_MAX_FEATURES);
     for (size_t i = 0; i < s->n_features; i++) {
         const cl_feature *f = &s->features[i];
         CHECK(bounded_len(f->name, sizeof f->name) < sizeof f->name, p,
@@ -238,11 +234,11 @@ int cl_snapshot_validate(const cl_snapshot *s, char *err, size_t errlen)
         CHECK(f->name[0] != '\0', p, "features[%zu]: empty name", i);
         CHECK(isfinite(f->value), p, "features[%s]: not a finite number", f->name);
         for (size_t j = 0; j < i; j++)
-            CHECK(strcmp(s->features[j].name, f->name) != 0, p,
-                  "features: duplicate name '%s'", f->name);
+            CHECK(strcmp(s->features[j].name, f->name) != 0, p, "features: duplicate name '%s'",
+                  f->name);
     }
-    CHECK(opt_in_range(s->opportunity_score, 0, 100), p,
-          "opportunity_score: %g is outside 0..100", s->opportunity_score.value);
+    CHECK(opt_in_range(s->opportunity_score, 0, 100), p, "opportunity_score: %g is outside 0..100",
+          s->opportunity_score.value);
     CHECK(opt_in_range(s->account_score, 0, 100), p, "account_score: %g is outside 0..100",
           s->account_score.value);
     CHECK(s->n_scores <= CL_MAX_SCORES, p, "scores: %zu entries, at most %d", s->n_scores,
@@ -255,8 +251,8 @@ int cl_snapshot_validate(const cl_snapshot *s, char *err, size_t errlen)
               e->score);
         CHECK((int)e->band >= 0 && (int)e->band < CL_NUM_BANDS, p,
               "scores[%zu].band: %d is not a band", i, (int)e->band);
-        CHECK(in_range(e->probability, 0, 1), p,
-              "scores[%zu].probability: %g is outside 0..1", i, e->probability);
+        CHECK(in_range(e->probability, 0, 1), p, "scores[%zu].probability: %g is outside 0..1", i,
+              e->probability);
     }
     return CL_OK;
 }
@@ -287,10 +283,8 @@ int cl_labeled_example_validate(const cl_labeled_example *e, char *err, size_t e
 {
     const char *p = "LabeledExample";
     int rc = cl_snapshot_validate(&e->snapshot, err, errlen);
-    if (rc != CL_OK)
-        return rc;
-    if ((rc = cl_outcome_validate(&e->outcome, err, errlen)) != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
+    if ((rc = cl_outcome_validate(&e->outcome, err, errlen)) != CL_OK) return rc;
     CHECK(strcmp(e->snapshot.opportunity_id, e->outcome.opportunity_id) == 0, p,
           "outcome.opportunity_id: '%s' differs from snapshot.opportunity_id '%s'",
           e->outcome.opportunity_id, e->snapshot.opportunity_id);
@@ -315,8 +309,8 @@ static int check_groups(const char *p, const char *field, const cl_group_metrics
         CHECK(bounded_len(g[i].key, sizeof g[i].key) < sizeof g[i].key, p,
               "%s[%zu].key: not terminated", field, i);
         CHECK(g[i].n >= 0 && g[i].won >= 0 && g[i].won <= g[i].n, p,
-              "%s[%s]: counts n=%lld won=%lld are inconsistent", field, g[i].key,
-              (long long)g[i].n, (long long)g[i].won);
+              "%s[%s]: counts n=%lld won=%lld are inconsistent", field, g[i].key, (long long)g[i].n,
+              (long long)g[i].won);
         CHECK(opt_in_range(g[i].mean_score, 0, 100) && opt_in_range(g[i].auc, 0, 1) &&
                   opt_in_range(g[i].precision, 0, 1),
               p, "%s[%s]: a rate is out of range", field, g[i].key);
@@ -341,18 +335,18 @@ int cl_model_metrics_validate(const cl_model_metrics *m, char *err, size_t errle
     const cl_confusion *c = &m->confusion;
     CHECK(in_range(c->threshold, 0, 100), p, "confusion.threshold: %g is outside 0..100",
           c->threshold);
-    CHECK(c->tp >= 0 && c->fp >= 0 && c->tn >= 0 && c->fn >= 0 &&
-              c->tp + c->fn == m->won && c->fp + c->tn == m->lost,
-          p, "confusion: tp=%lld fp=%lld tn=%lld fn=%lld disagree with won/lost",
-          (long long)c->tp, (long long)c->fp, (long long)c->tn, (long long)c->fn);
+    CHECK(c->tp >= 0 && c->fp >= 0 && c->tn >= 0 && c->fn >= 0 && c->tp + c->fn == m->won &&
+              c->fp + c->tn == m->lost,
+          p, "confusion: tp=%lld fp=%lld tn=%lld fn=%lld disagree with won/lost", (long long)c->tp,
+          (long long)c->fp, (long long)c->tn, (long long)c->fn);
     CHECK(opt_in_range(m->precision, 0, 1), p, "precision: out of 0..1");
     CHECK(opt_in_range(m->recall, 0, 1), p, "recall: out of 0..1");
     CHECK(opt_in_range(m->f1, 0, 1), p, "f1: out of 0..1");
     CHECK(opt_in_range(m->auc, 0, 1), p, "auc: out of 0..1");
     CHECK(opt_in_range(m->brier, 0, 1), p, "brier: out of 0..1");
     CHECK(opt_in_range(m->ece, 0, 1), p, "ece: out of 0..1");
-    CHECK(opt_in_range(m->log_loss, 0, INFINITY) && (!m->log_loss.present ||
-                                                      isfinite(m->log_loss.value)),
+    CHECK(opt_in_range(m->log_loss, 0, INFINITY) &&
+              (!m->log_loss.present || isfinite(m->log_loss.value)),
           p, "log_loss: must be finite and >= 0");
     CHECK(m->n_calibration_bins <= CL_MAX_CALIBRATION_BINS, p,
           "calibration_bins: %zu entries, at most %d", m->n_calibration_bins,
@@ -360,13 +354,12 @@ int cl_model_metrics_validate(const cl_model_metrics *m, char *err, size_t errle
     for (size_t i = 0; i < m->n_calibration_bins; i++) {
         const cl_calibration_bin *b = &m->calibration_bins[i];
         CHECK(in_range(b->lower, 0, 1) && in_range(b->upper, 0, 1) && b->lower <= b->upper, p,
-              "calibration_bins[%zu]: bounds [%g, %g] are not within 0..1", i, b->lower,
-              b->upper);
+              "calibration_bins[%zu]: bounds [%g, %g] are not within 0..1", i, b->lower, b->upper);
         CHECK(b->n >= 0 && b->won >= 0 && b->won <= b->n, p,
-              "calibration_bins[%zu]: counts n=%lld won=%lld are inconsistent", i,
-              (long long)b->n, (long long)b->won);
-        CHECK(opt_in_range(b->mean_predicted, 0, 1) && opt_in_range(b->observed_rate, 0, 1),
-              p, "calibration_bins[%zu]: a rate is out of 0..1", i);
+              "calibration_bins[%zu]: counts n=%lld won=%lld are inconsistent", i, (long long)b->n,
+              (long long)b->won);
+        CHECK(opt_in_range(b->mean_predicted, 0, 1) && opt_in_range(b->observed_rate, 0, 1), p,
+              "calibration_bins[%zu]: a rate is out of 0..1", i);
     }
     CHECK(m->n_thresholds <= CL_MAX_THRESHOLD_POINTS, p, "thresholds: %zu entries, at most %d",
           m->n_thresholds, CL_MAX_THRESHOLD_POINTS);
@@ -396,15 +389,15 @@ int cl_model_metrics_validate(const cl_model_metrics *m, char *err, size_t errle
 
 /* ---- reading avro values ---------------------------------------------------------- */
 
-static int get_field(const avro_value_t *rec, const char *path, const char *name,
-                     avro_value_t *out, char *err, size_t errlen)
+static int get_field(const avro_value_t *rec, const char *path, const char *name, avro_value_t *out,
+                     char *err, size_t errlen)
 {
     if (avro_value_get_type(rec) != AVRO_RECORD)
         return cl_seterr(err, errlen, CL_EINVAL, "%s: value is not a record", path);
     if (avro_value_get_by_name(rec, name, out, NULL) != 0)
         return cl_seterr(err, errlen, CL_EINVAL,
-                         "%s: value has no field '%s' (not a value of the closedloop schema)",
-                         path, name);
+                         "%s: value has no field '%s' (not a value of the closedloop schema)", path,
+                         name);
     return CL_OK;
 }
 
@@ -419,14 +412,13 @@ static int unwrap_nullable(avro_value_t *v, const char *path, const char *name, 
         return CL_OK;
     }
     if (avro_value_get_current_branch(v, inner) != 0)
-        return cl_seterr(err, errlen, CL_EINVAL, "%s.%s: union has no branch selected", path,
-                         name);
+        return cl_seterr(err, errlen, CL_EINVAL, "%s.%s: union has no branch selected", path, name);
     *present = avro_value_get_type(inner) != AVRO_NULL;
     return CL_OK;
 }
 
-static int read_string(avro_value_t *v, const char *path, const char *name, char *dst,
-                       size_t cap, char *err, size_t errlen)
+static int read_string(avro_value_t *v, const char *path, const char *name, char *dst, size_t cap,
+                       char *err, size_t errlen)
 {
     const char *str = NULL;
     size_t size = 0;
@@ -437,10 +429,9 @@ static int read_string(avro_value_t *v, const char *path, const char *name, char
     if (len > 0 && memchr(str, '\0', len) != NULL)
         return cl_seterr(err, errlen, CL_EINVAL, "%s.%s: contains a NUL byte", path, name);
     if (len >= cap)
-        return cl_seterr(err, errlen, CL_EINVAL, "%s.%s: %zu bytes, at most %zu", path, name,
-                         len, cap - 1);
-    if (len > 0)
-        memcpy(dst, str, len);
+        return cl_seterr(err, errlen, CL_EINVAL, "%s.%s: %zu bytes, at most %zu", path, name, len,
+                         cap - 1);
+    if (len > 0) memcpy(dst, str, len);
     dst[len] = '\0';
     return CL_OK;
 }
@@ -467,8 +458,8 @@ static int get_opt_str(const avro_value_t *rec, const char *path, const char *na
     return present ? read_string(&inner, path, name, dst, cap, err, errlen) : CL_OK;
 }
 
-static int read_double(avro_value_t *v, const char *path, const char *name, double *out,
-                       char *err, size_t errlen)
+static int read_double(avro_value_t *v, const char *path, const char *name, double *out, char *err,
+                       size_t errlen)
 {
     double d;
     if (avro_value_get_type(v) != AVRO_DOUBLE || avro_value_get_double(v, &d) != 0)
@@ -499,8 +490,8 @@ static int get_opt_double(const avro_value_t *rec, const char *path, const char 
     return present ? read_double(&inner, path, name, &out->value, err, errlen) : CL_OK;
 }
 
-static int read_int(avro_value_t *v, const char *path, const char *name, int32_t *out,
-                    char *err, size_t errlen)
+static int read_int(avro_value_t *v, const char *path, const char *name, int32_t *out, char *err,
+                    size_t errlen)
 {
     if (avro_value_get_type(v) != AVRO_INT32 || avro_value_get_int(v, out) != 0)
         return cl_seterr(err, errlen, CL_EINVAL, "%s.%s: not an int", path, name);
@@ -515,8 +506,8 @@ static int get_int(const avro_value_t *rec, const char *path, const char *name, 
     return read_int(&v, path, name, out, err, errlen);
 }
 
-static int get_opt_int(const avro_value_t *rec, const char *path, const char *name,
-                       cl_opt_int *out, char *err, size_t errlen)
+static int get_opt_int(const avro_value_t *rec, const char *path, const char *name, cl_opt_int *out,
+                       char *err, size_t errlen)
 {
     avro_value_t v, inner;
     bool present;
@@ -527,8 +518,8 @@ static int get_opt_int(const avro_value_t *rec, const char *path, const char *na
     return present ? read_int(&inner, path, name, &out->value, err, errlen) : CL_OK;
 }
 
-static int read_long(avro_value_t *v, const char *path, const char *name, int64_t *out,
-                     char *err, size_t errlen)
+static int read_long(avro_value_t *v, const char *path, const char *name, int64_t *out, char *err,
+                     size_t errlen)
 {
     if (avro_value_get_type(v) != AVRO_INT64 || avro_value_get_long(v, out) != 0)
         return cl_seterr(err, errlen, CL_EINVAL, "%s.%s: not a long", path, name);
@@ -579,8 +570,7 @@ static int get_bool(const avro_value_t *rec, const char *path, const char *name,
 
 /* Reads an enum field as its symbol and maps the symbol through `names`. */
 static int get_enum(const avro_value_t *rec, const char *path, const char *name,
-                    const char *const *names, size_t n_names, int *out, char *err,
-                    size_t errlen)
+                    const char *const *names, size_t n_names, int *out, char *err, size_t errlen)
 {
     avro_value_t v;
     int idx;
@@ -599,25 +589,25 @@ static int get_enum(const avro_value_t *rec, const char *path, const char *name,
     return CL_OK;
 }
 
-#define GET_ENUM(rec, path, name, table, dst)                                              \
-    do {                                                                                   \
-        int e_;                                                                            \
-        TRY(get_enum(rec, path, name, table, COUNT(table), &e_, err, errlen));             \
-        *(dst) = e_;                                                                       \
+#define GET_ENUM(rec, path, name, table, dst)                                                      \
+    do {                                                                                           \
+        int e_;                                                                                    \
+        TRY(get_enum(rec, path, name, table, COUNT(table), &e_, err, errlen));                     \
+        *(dst) = e_;                                                                               \
     } while (0)
 
 /* Opens an array or map field and checks its size against a bound. */
 static int get_container(const avro_value_t *rec, const char *path, const char *name,
-                         avro_type_t type, size_t max, avro_value_t *out, size_t *n,
-                         char *err, size_t errlen)
+                         avro_type_t type, size_t max, avro_value_t *out, size_t *n, char *err,
+                         size_t errlen)
 {
     TRY(get_field(rec, path, name, out, err, errlen));
     if (avro_value_get_type(out) != type || avro_value_get_size(out, n) != 0)
         return cl_seterr(err, errlen, CL_EINVAL, "%s.%s: not a%s", path, name,
                          type == AVRO_ARRAY ? "n array" : " map");
     if (*n > max)
-        return cl_seterr(err, errlen, CL_EINVAL, "%s.%s: %zu entries, at most %zu", path, name,
-                         *n, max);
+        return cl_seterr(err, errlen, CL_EINVAL, "%s.%s: %zu entries, at most %zu", path, name, *n,
+                         max);
     return CL_OK;
 }
 
@@ -636,8 +626,8 @@ static int copy_key(const char *key, const char *path, const char *name, char *d
         return cl_seterr(err, errlen, CL_EINVAL, "%s.%s: empty key", path, name);
     size_t len = strnlen(key, cap);
     if (len >= cap)
-        return cl_seterr(err, errlen, CL_EINVAL, "%s.%s: key longer than %zu bytes", path,
-                         name, cap - 1);
+        return cl_seterr(err, errlen, CL_EINVAL, "%s.%s: key longer than %zu bytes", path, name,
+                         cap - 1);
     memcpy(dst, key, len + 1);
     return CL_OK;
 }
@@ -665,8 +655,7 @@ static int select_branch(avro_value_t *v, avro_type_t want, const char *path, co
 {
     if (avro_value_get_type(v) != AVRO_UNION) {
         if (want == AVRO_NULL)
-            return cl_seterr(err, errlen, CL_EINVAL, "%s.%s: field is not nullable", path,
-                             name);
+            return cl_seterr(err, errlen, CL_EINVAL, "%s.%s: field is not nullable", path, name);
         *branch = *v;
         return CL_OK;
     }
@@ -680,20 +669,19 @@ static int select_branch(avro_value_t *v, avro_type_t want, const char *path, co
             return CL_OK;
         }
     }
-    return cl_seterr(err, errlen, CL_EINVAL, "%s.%s: union has no branch of the needed type",
-                     path, name);
+    return cl_seterr(err, errlen, CL_EINVAL, "%s.%s: union has no branch of the needed type", path,
+                     name);
 }
 
-static int set_null(avro_value_t *v, const char *path, const char *name, char *err,
-                    size_t errlen)
+static int set_null(avro_value_t *v, const char *path, const char *name, char *err, size_t errlen)
 {
     avro_value_t branch;
     TRY(select_branch(v, AVRO_NULL, path, name, &branch, err, errlen));
     return avro_value_set_null(&branch) == 0 ? CL_OK : write_failed(path, name, err, errlen);
 }
 
-static int put_str(avro_value_t *rec, const char *path, const char *name, const char *s,
-                   char *err, size_t errlen)
+static int put_str(avro_value_t *rec, const char *path, const char *name, const char *s, char *err,
+                   size_t errlen)
 {
     avro_value_t v;
     TRY(put_field(rec, path, name, &v, err, errlen));
@@ -707,29 +695,27 @@ static int put_opt_str(avro_value_t *rec, const char *path, const char *name, co
 {
     avro_value_t v, branch;
     TRY(put_field(rec, path, name, &v, err, errlen));
-    if (s[0] == '\0')
-        return set_null(&v, path, name, err, errlen);
+    if (s[0] == '\0') return set_null(&v, path, name, err, errlen);
     TRY(select_branch(&v, AVRO_STRING, path, name, &branch, err, errlen));
     return avro_value_set_string_len(&branch, s, strlen(s) + 1) == 0
                ? CL_OK
                : write_failed(path, name, err, errlen);
 }
 
-static int put_double(avro_value_t *rec, const char *path, const char *name, double d,
-                      char *err, size_t errlen)
+static int put_double(avro_value_t *rec, const char *path, const char *name, double d, char *err,
+                      size_t errlen)
 {
     avro_value_t v;
     TRY(put_field(rec, path, name, &v, err, errlen));
     return avro_value_set_double(&v, d) == 0 ? CL_OK : write_failed(path, name, err, errlen);
 }
 
-static int put_opt_double(avro_value_t *rec, const char *path, const char *name,
-                          cl_opt_double d, char *err, size_t errlen)
+static int put_opt_double(avro_value_t *rec, const char *path, const char *name, cl_opt_double d,
+                          char *err, size_t errlen)
 {
     avro_value_t v, branch;
     TRY(put_field(rec, path, name, &v, err, errlen));
-    if (!d.present)
-        return set_null(&v, path, name, err, errlen);
+    if (!d.present) return set_null(&v, path, name, err, errlen);
     TRY(select_branch(&v, AVRO_DOUBLE, path, name, &branch, err, errlen));
     return avro_value_set_double(&branch, d.value) == 0 ? CL_OK
                                                         : write_failed(path, name, err, errlen);
@@ -748,15 +734,14 @@ static int put_opt_int(avro_value_t *rec, const char *path, const char *name, cl
 {
     avro_value_t v, branch;
     TRY(put_field(rec, path, name, &v, err, errlen));
-    if (!i.present)
-        return set_null(&v, path, name, err, errlen);
+    if (!i.present) return set_null(&v, path, name, err, errlen);
     TRY(select_branch(&v, AVRO_INT32, path, name, &branch, err, errlen));
     return avro_value_set_int(&branch, i.value) == 0 ? CL_OK
                                                      : write_failed(path, name, err, errlen);
 }
 
-static int put_long(avro_value_t *rec, const char *path, const char *name, int64_t l,
-                    char *err, size_t errlen)
+static int put_long(avro_value_t *rec, const char *path, const char *name, int64_t l, char *err,
+                    size_t errlen)
 {
     avro_value_t v;
     TRY(put_field(rec, path, name, &v, err, errlen));
@@ -768,8 +753,7 @@ static int put_opt_long(avro_value_t *rec, const char *path, const char *name, c
 {
     avro_value_t v, branch;
     TRY(put_field(rec, path, name, &v, err, errlen));
-    if (!l.present)
-        return set_null(&v, path, name, err, errlen);
+    if (!l.present) return set_null(&v, path, name, err, errlen);
     TRY(select_branch(&v, AVRO_INT64, path, name, &branch, err, errlen));
     return avro_value_set_long(&branch, l.value) == 0 ? CL_OK
                                                       : write_failed(path, name, err, errlen);
@@ -797,14 +781,14 @@ static int put_enum(avro_value_t *rec, const char *path, const char *name, const
     return avro_value_set_enum(&v, idx) == 0 ? CL_OK : write_failed(path, name, err, errlen);
 }
 
-static int open_container(avro_value_t *rec, const char *path, const char *name,
-                          avro_value_t *out, char *err, size_t errlen)
+static int open_container(avro_value_t *rec, const char *path, const char *name, avro_value_t *out,
+                          char *err, size_t errlen)
 {
     return put_field(rec, path, name, out, err, errlen);
 }
 
-static int append_item(avro_value_t *array, const char *path, const char *name,
-                       avro_value_t *item, char *err, size_t errlen)
+static int append_item(avro_value_t *array, const char *path, const char *name, avro_value_t *item,
+                       char *err, size_t errlen)
 {
     return avro_value_append(array, item, NULL) == 0 ? CL_OK
                                                      : write_failed(path, name, err, errlen);
@@ -813,9 +797,8 @@ static int append_item(avro_value_t *array, const char *path, const char *name,
 static int add_entry(avro_value_t *map, const char *path, const char *name, const char *key,
                      avro_value_t *item, char *err, size_t errlen)
 {
-    return avro_value_add(map, key, item, NULL, NULL) == 0
-               ? CL_OK
-               : write_failed(path, name, err, errlen);
+    return avro_value_add(map, key, item, NULL, NULL) == 0 ? CL_OK
+                                                           : write_failed(path, name, err, errlen);
 }
 
 static int reset_value(avro_value_t *v, const char *path, char *err, size_t errlen)
@@ -1063,8 +1046,8 @@ int cl_labeled_example_from_avro(const avro_value_t *value, cl_labeled_example *
 
 /* ---- ModelMetrics ------------------------------------------------------------------- */
 
-static int groups_write(avro_value_t *v, const char *p, const char *name,
-                        const cl_group_metrics *g, size_t n, char *err, size_t errlen)
+static int groups_write(avro_value_t *v, const char *p, const char *name, const cl_group_metrics *g,
+                        size_t n, char *err, size_t errlen)
 {
     avro_value_t c, item;
     const char *ip = "ModelMetrics.group";
@@ -1081,8 +1064,8 @@ static int groups_write(avro_value_t *v, const char *p, const char *name,
     return CL_OK;
 }
 
-static int groups_read(const avro_value_t *v, const char *p, const char *name,
-                       cl_group_metrics *g, size_t *n_out, char *err, size_t errlen)
+static int groups_read(const avro_value_t *v, const char *p, const char *name, cl_group_metrics *g,
+                       size_t *n_out, char *err, size_t errlen)
 {
     avro_value_t c, item;
     size_t n;
@@ -1258,8 +1241,8 @@ int cl_model_metrics_from_avro(const avro_value_t *value, cl_model_metrics *m, c
 
 /* ---- WeightConfig ------------------------------------------------------------------- */
 
-static int weights_write(avro_value_t *rec, const char *p, const char *name,
-                         const cl_weight_set *w, char *err, size_t errlen)
+static int weights_write(avro_value_t *rec, const char *p, const char *name, const cl_weight_set *w,
+                         char *err, size_t errlen)
 {
     avro_value_t c, item;
     TRY(open_container(rec, p, name, &c, err, errlen));
@@ -1271,8 +1254,8 @@ static int weights_write(avro_value_t *rec, const char *p, const char *name,
     return CL_OK;
 }
 
-static int weights_read(const avro_value_t *rec, const char *p, const char *name,
-                        cl_weight_set *w, char *err, size_t errlen)
+static int weights_read(const avro_value_t *rec, const char *p, const char *name, cl_weight_set *w,
+                        char *err, size_t errlen)
 {
     avro_value_t c, item;
     size_t n;
@@ -1290,8 +1273,7 @@ static int weights_read(const avro_value_t *rec, const char *p, const char *name
     return CL_OK;
 }
 
-static int component_write(const cl_component_def *d, avro_value_t *v, char *err,
-                           size_t errlen)
+static int component_write(const cl_component_def *d, avro_value_t *v, char *err, size_t errlen)
 {
     const char *p = "WeightConfig.components[]";
     avro_value_t c, item;
@@ -1335,8 +1317,7 @@ static int component_read(const avro_value_t *v, const char *p, cl_component_def
         cl_category_rate *r = &d->categories[i];
         fmt(ip, sizeof ip, "%s.categories[%zu]", p, i);
         TRY(get_item(&c, i, p, "categories", &item, NULL, err, errlen));
-        TRY(get_str(&item, ip, "category", r->category, sizeof r->category, false, err,
-                    errlen));
+        TRY(get_str(&item, ip, "category", r->category, sizeof r->category, false, err, errlen));
         TRY(get_double(&item, ip, "rate", &r->rate, err, errlen));
         TRY(get_count(&item, ip, "n", &r->n, err, errlen));
     }
@@ -1375,8 +1356,7 @@ int cl_weight_config_to_avro(const cl_weight_config *c, avro_value_t *value, cha
     TRY(put_field(value, p, "calibration", &sub, err, errlen));
     TRY(put_double(&sub, "WeightConfig.calibration", "intercept", c->calibration.intercept, err,
                    errlen));
-    TRY(put_double(&sub, "WeightConfig.calibration", "slope", c->calibration.slope, err,
-                   errlen));
+    TRY(put_double(&sub, "WeightConfig.calibration", "slope", c->calibration.slope, err, errlen));
     TRY(put_field(value, p, "bands", &sub, err, errlen));
     TRY(put_double(&sub, "WeightConfig.bands", "high", c->bands.high, err, errlen));
     TRY(put_double(&sub, "WeightConfig.bands", "medium", c->bands.medium, err, errlen));
@@ -1400,8 +1380,7 @@ int cl_weight_config_to_avro(const cl_weight_config *c, avro_value_t *value, cha
         TRY(put_opt_double(&branch, tp, "half_life_days", t->half_life_days, err, errlen));
         TRY(put_double(&branch, tp, "l2", t->l2, err, errlen));
         TRY(put_double(&branch, tp, "effective_n", t->effective_n, err, errlen));
-        TRY(put_opt_double(&branch, tp, "max_weight_change", t->max_weight_change, err,
-                           errlen));
+        TRY(put_opt_double(&branch, tp, "max_weight_change", t->max_weight_change, err, errlen));
     }
 
     TRY(open_container(value, p, "validation", &arr, err, errlen));
@@ -1431,8 +1410,8 @@ int cl_weight_config_to_avro(const cl_weight_config *c, avro_value_t *value, cha
         TRY(put_double(&branch, cp, "delta_auc", k->delta_auc, err, errlen));
         TRY(put_double(&branch, cp, "p_value", k->p_value, err, errlen));
         TRY(put_long(&branch, cp, "n_paired", k->n_paired, err, errlen));
-        TRY(put_opt_double(&branch, cp, "delta_precision_at_high", k->delta_precision_at_high,
-                           err, errlen));
+        TRY(put_opt_double(&branch, cp, "delta_precision_at_high", k->delta_precision_at_high, err,
+                           errlen));
     }
     return put_str(value, p, "reason", c->reason, err, errlen);
 }
@@ -1453,8 +1432,8 @@ int cl_weight_config_from_avro(const avro_value_t *value, cl_weight_config *c, c
     GET_ENUM(value, p, "status", status_names, &c->status);
     TRY(get_long(value, p, "created_at", &c->created_at, err, errlen));
     TRY(weights_read(value, p, "weights", &c->weights, err, errlen));
-    TRY(get_container(value, p, "stage_weights", AVRO_ARRAY, CL_MAX_STAGE_WEIGHTS, &arr, &n,
-                      err, errlen));
+    TRY(get_container(value, p, "stage_weights", AVRO_ARRAY, CL_MAX_STAGE_WEIGHTS, &arr, &n, err,
+                      errlen));
     for (size_t i = 0; i < n; i++) {
         cl_stage_weights *s = &c->stage_weights[i];
         fmt(ip, sizeof ip, "%s.stage_weights[%zu]", p, i);
@@ -1464,10 +1443,9 @@ int cl_weight_config_from_avro(const avro_value_t *value, cl_weight_config *c, c
     }
     c->n_stage_weights = n;
     TRY(get_field(value, p, "calibration", &sub, err, errlen));
-    TRY(get_double(&sub, "WeightConfig.calibration", "intercept", &c->calibration.intercept,
-                   err, errlen));
-    TRY(get_double(&sub, "WeightConfig.calibration", "slope", &c->calibration.slope, err,
+    TRY(get_double(&sub, "WeightConfig.calibration", "intercept", &c->calibration.intercept, err,
                    errlen));
+    TRY(get_double(&sub, "WeightConfig.calibration", "slope", &c->calibration.slope, err, errlen));
     TRY(get_field(value, p, "bands", &sub, err, errlen));
     TRY(get_double(&sub, "WeightConfig.bands", "high", &c->bands.high, err, errlen));
     TRY(get_double(&sub, "WeightConfig.bands", "medium", &c->bands.medium, err, errlen));
@@ -1493,8 +1471,7 @@ int cl_weight_config_from_avro(const avro_value_t *value, cl_weight_config *c, c
         TRY(get_opt_double(&branch, tp, "half_life_days", &t->half_life_days, err, errlen));
         TRY(get_double(&branch, tp, "l2", &t->l2, err, errlen));
         TRY(get_double(&branch, tp, "effective_n", &t->effective_n, err, errlen));
-        TRY(get_opt_double(&branch, tp, "max_weight_change", &t->max_weight_change, err,
-                           errlen));
+        TRY(get_opt_double(&branch, tp, "max_weight_change", &t->max_weight_change, err, errlen));
     }
 
     TRY(get_container(value, p, "validation", AVRO_ARRAY, CL_MAX_FOLDS, &arr, &n, err, errlen));
@@ -1524,8 +1501,8 @@ int cl_weight_config_from_avro(const avro_value_t *value, cl_weight_config *c, c
         TRY(get_double(&branch, cp, "delta_auc", &k->delta_auc, err, errlen));
         TRY(get_double(&branch, cp, "p_value", &k->p_value, err, errlen));
         TRY(get_count(&branch, cp, "n_paired", &k->n_paired, err, errlen));
-        TRY(get_opt_double(&branch, cp, "delta_precision_at_high", &k->delta_precision_at_high,
-                           err, errlen));
+        TRY(get_opt_double(&branch, cp, "delta_precision_at_high", &k->delta_precision_at_high, err,
+                           errlen));
     }
     TRY(get_str(value, p, "reason", c->reason, sizeof c->reason, false, err, errlen));
     cl_weight_config_sort_categories(c);
@@ -1534,19 +1511,20 @@ int cl_weight_config_from_avro(const avro_value_t *value, cl_weight_config *c, c
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
-int cl_snapshot_id(const char *run_id, const char *opportunity_id,
-                   char out[CL_SNAPSHOT_ID_LEN + 1], char *err, size_t errlen)
+int cl_snapshot_id(const char *run_id, const char *opportunity_id, char out[CL_SNAPSHOT_ID_LEN + 1],
+                   char *err, size_t errlen)
 {
     out[0] = '\0';
     if (run_id == NULL || opportunity_id == NULL)
-        return cl_seterr(err, errlen, CL_EINVAL, "snapshot id: run_id and opportunity_id are required");
+        return cl_seterr(err, errlen, CL_EINVAL,
+                         "snapshot id: run_id and opportunity_id are required");
     size_t rl = strnlen(run_id, CL_ID_MAX + 1), ol = strnlen(opportunity_id, CL_ID_MAX + 1);
     if (rl == 0 || rl > CL_ID_MAX)
-        return cl_seterr(err, errlen, CL_EINVAL,
-                         "snapshot id: run_id must be 1..%d bytes", CL_ID_MAX);
+        return cl_seterr(err, errlen, CL_EINVAL, "snapshot id: run_id must be 1..%d bytes",
+                         CL_ID_MAX);
     if (ol == 0 || ol > CL_ID_MAX)
-        return cl_seterr(err, errlen, CL_EINVAL,
-                         "snapshot id: opportunity_id must be 1..%d bytes", CL_ID_MAX);
+        return cl_seterr(err, errlen, CL_EINVAL, "snapshot id: opportunity_id must be 1..%d bytes",
+                         CL_ID_MAX);
     unsigned char input[2 * CL_ID_MAX + 1];
     memcpy(input, run_id, rl);
     input[rl] = 0;
@@ -1568,8 +1546,7 @@ int32_t cl_day_of_ms(int64_t ms)
 {
     const int64_t day = 86400000;
     int64_t q = ms / day;
-    if (ms % day != 0 && ms < 0)
-        q--;
+    if (ms % day != 0 && ms < 0) q--;
     return (int32_t)q;
 }
 
@@ -1608,8 +1585,7 @@ int cl_labeled_from(const cl_snapshot *s, const cl_outcome *o, int64_t joined_at
 const char *cl_snapshot_attribute(const cl_snapshot *s, const char *key)
 {
     for (size_t i = 0; i < s->n_attributes && i < CL_MAX_ATTRIBUTES; i++)
-        if (strcmp(s->attributes[i].key, key) == 0)
-            return s->attributes[i].value;
+        if (strcmp(s->attributes[i].key, key) == 0) return s->attributes[i].value;
     return NULL;
 }
 
@@ -1650,8 +1626,8 @@ int cl_weight_set_put(cl_weight_set *w, const char *component, double weight, ch
     cl_weight *x = &w->items[w->n];
     size_t len = strnlen(component, sizeof x->component);
     if (len == 0 || len >= sizeof x->component)
-        return cl_seterr(err, errlen, CL_EINVAL,
-                         "weights: component name must be 1..%d bytes", CL_NAME_MAX);
+        return cl_seterr(err, errlen, CL_EINVAL, "weights: component name must be 1..%d bytes",
+                         CL_NAME_MAX);
     memcpy(x->component, component, len + 1);
     x->weight = weight;
     w->n++;

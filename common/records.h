@@ -46,24 +46,24 @@
 #include "error.h"
 
 /* ---- bounds (bytes exclude the terminating NUL) ------------------------------ */
-#define CL_ID_MAX 128              /* snapshot_id, run_id, opportunity/account/owner id */
-#define CL_NAME_MAX 128            /* stage, categorical values, model/component names */
-#define CL_CURRENCY_MAX 16         /* ISO 4217 code (3 letters in practice) */
-#define CL_REASON_MAX 1024         /* WeightConfig.reason */
-#define CL_SNAPSHOT_ID_LEN 32      /* hex characters of a snapshot id */
-#define CL_MAX_ATTRIBUTES 16       /* OpportunitySnapshot.attributes */
-#define CL_MAX_FEATURES 16         /* OpportunitySnapshot.features */
-#define CL_MAX_SCORES 8            /* OpportunitySnapshot.scores (versions applied) */
-#define CL_MAX_WEIGHTS 16          /* components in one weight map */
-#define CL_MAX_STAGE_WEIGHTS 16    /* stages with their own weights */
-#define CL_MAX_COMPONENT_DEFS 8    /* learned component definitions */
-#define CL_MAX_CATEGORIES 512      /* rows of one category win-rate table */
-#define CL_MAX_BREAKPOINTS 101     /* percentile breakpoints (0..100 %) */
+#define CL_ID_MAX 128           /* snapshot_id, run_id, opportunity/account/owner id */
+#define CL_NAME_MAX 128         /* stage, categorical values, model/component names */
+#define CL_CURRENCY_MAX 16      /* ISO 4217 code (3 letters in practice) */
+#define CL_REASON_MAX 1024      /* WeightConfig.reason */
+#define CL_SNAPSHOT_ID_LEN 32   /* hex characters of a snapshot id */
+#define CL_MAX_ATTRIBUTES 16    /* OpportunitySnapshot.attributes */
+#define CL_MAX_FEATURES 16      /* OpportunitySnapshot.features */
+#define CL_MAX_SCORES 8         /* OpportunitySnapshot.scores (versions applied) */
+#define CL_MAX_WEIGHTS 16       /* components in one weight map */
+#define CL_MAX_STAGE_WEIGHTS 16 /* stages with their own weights */
+#define CL_MAX_COMPONENT_DEFS 8 /* learned component definitions */
+#define CL_MAX_CATEGORIES 512   /* rows of one category win-rate table */
+#define CL_MAX_BREAKPOINTS 101  /* percentile breakpoints (0..100 %) */
 #define CL_MIN_BREAKPOINTS 2
 #define CL_MAX_FOLDS 16            /* validation folds */
 #define CL_MAX_CALIBRATION_BINS 64 /* ModelMetrics.calibration_bins */
 #define CL_MAX_THRESHOLD_POINTS 101
-#define CL_MAX_GROUPS 256          /* ModelMetrics.by_stage / by_segment / by_owner */
+#define CL_MAX_GROUPS 256 /* ModelMetrics.by_stage / by_segment / by_owner */
 #define CL_NUM_BANDS 3
 
 /* ---- enums (order matches the schema symbols, but conversion is by name) ------- */
@@ -122,9 +122,18 @@ extern const char *const cl_builtin_component_names[CL_NUM_BUILTINS];
 /* Index of a built-in component name, or -1. */
 int cl_builtin_component_index(const char *name);
 
-typedef struct { bool present; double value; } cl_opt_double;
-typedef struct { bool present; int32_t value; } cl_opt_int;
-typedef struct { bool present; int64_t value; } cl_opt_long;
+typedef struct {
+    bool present;
+    double value;
+} cl_opt_double;
+typedef struct {
+    bool present;
+    int32_t value;
+} cl_opt_int;
+typedef struct {
+    bool present;
+    int64_t value;
+} cl_opt_long;
 
 /* ---- OpportunitySnapshot ------------------------------------------------------- */
 typedef struct {
@@ -155,9 +164,9 @@ typedef struct {
     char stage[CL_NAME_MAX + 1];
     cl_opt_double amount; /* finite, any sign (credits exist) */
     char currency[CL_CURRENCY_MAX + 1];
-    int32_t created_date;        /* days */
-    int32_t expected_close_date; /* days */
-    cl_opt_int days_in_stage;    /* >= 0 */
+    int32_t created_date;          /* days */
+    int32_t expected_close_date;   /* days */
+    cl_opt_int days_in_stage;      /* >= 0 */
     char segment[CL_NAME_MAX + 1]; /* categorical attributes, "" = null */
     char region[CL_NAME_MAX + 1];
     char product[CL_NAME_MAX + 1];
@@ -165,7 +174,7 @@ typedef struct {
     char type[CL_NAME_MAX + 1];
     cl_attribute attributes[CL_MAX_ATTRIBUTES]; /* keys unique, non-empty */
     size_t n_attributes;
-    double components[CL_NUM_BUILTINS]; /* 0..100, indexed by cl_builtin_component */
+    double components[CL_NUM_BUILTINS];   /* 0..100, indexed by cl_builtin_component */
     cl_feature features[CL_MAX_FEATURES]; /* names unique, non-empty */
     size_t n_features;
     cl_opt_double opportunity_score; /* 0..100 */
@@ -181,14 +190,14 @@ typedef struct {
     char owner_id[CL_ID_MAX + 1];   /* "" = null */
     cl_outcome_kind outcome;
     char stage_name[CL_NAME_MAX + 1];
-    int32_t close_date;          /* days */
-    cl_opt_double final_value;   /* finite */
+    int32_t close_date;        /* days */
+    cl_opt_double final_value; /* finite */
     char currency[CL_CURRENCY_MAX + 1];
-    int32_t created_date;        /* days */
-    int32_t days_to_close;       /* close_date - created_date (may be negative) */
-    int64_t system_modstamp;     /* ms: the outcome's version */
+    int32_t created_date;    /* days */
+    int32_t days_to_close;   /* close_date - created_date (may be negative) */
+    int64_t system_modstamp; /* ms: the outcome's version */
     cl_outcome_source source;
-    int64_t ingested_at;         /* ms */
+    int64_t ingested_at;               /* ms */
     char type[CL_NAME_MAX + 1];        /* "" = null */
     char lead_source[CL_NAME_MAX + 1]; /* "" = null */
 } cl_outcome;
@@ -210,13 +219,13 @@ typedef struct {
 } cl_metrics_window;
 
 typedef struct {
-    double threshold; /* 0..100 */
+    double threshold;       /* 0..100 */
     int64_t tp, fp, tn, fn; /* >= 0 */
 } cl_confusion;
 
 typedef struct {
-    double lower, upper; /* 0 <= lower <= upper <= 1 */
-    int64_t n, won;      /* 0 <= won <= n */
+    double lower, upper;                         /* 0 <= lower <= upper <= 1 */
+    int64_t n, won;                              /* 0 <= won <= n */
     cl_opt_double mean_predicted, observed_rate; /* 0..1 */
 } cl_calibration_bin;
 
@@ -235,7 +244,7 @@ typedef struct {
 typedef struct {
     char key[CL_NAME_MAX + 1]; /* "" for the null group */
     int64_t n, won;
-    cl_opt_double mean_score; /* 0..100 */
+    cl_opt_double mean_score;     /* 0..100 */
     cl_opt_double auc, precision; /* 0..1 */
 } cl_group_metrics;
 
@@ -249,7 +258,7 @@ typedef struct {
     int64_t n, won, lost; /* n == won + lost */
     cl_confusion confusion;
     cl_opt_double precision, recall, f1, auc, brier, ece; /* 0..1 */
-    cl_opt_double log_loss; /* >= 0 */
+    cl_opt_double log_loss;                               /* >= 0 */
     cl_calibration_bin calibration_bins[CL_MAX_CALIBRATION_BINS];
     size_t n_calibration_bins;
     cl_threshold_point thresholds[CL_MAX_THRESHOLD_POINTS];
@@ -314,9 +323,9 @@ typedef struct {
 typedef struct {
     int64_t window_start, window_end; /* ms */
     int64_t n_won, n_lost;
-    cl_opt_double half_life_days; /* > 0 */
-    double l2;                    /* >= 0 */
-    double effective_n;           /* >= 0 */
+    cl_opt_double half_life_days;    /* > 0 */
+    double l2;                       /* >= 0 */
+    double effective_n;              /* >= 0 */
     cl_opt_double max_weight_change; /* >= 0 */
 } cl_training_summary;
 
@@ -337,7 +346,7 @@ typedef struct {
 
 typedef struct {
     char model[CL_NAME_MAX + 1];
-    int64_t version; /* >= 1 */
+    int64_t version;            /* >= 1 */
     cl_opt_long parent_version; /* < version */
     cl_model_status status;
     int64_t created_at; /* ms */
@@ -402,8 +411,8 @@ int cl_weight_config_from_avro(const avro_value_t *value, cl_weight_config *c, c
  * ("a","bc") apart; SHA-256 makes the id reproducible in any language
  * (Python: hashlib.sha256(f"{run}\0{opp}".encode()).hexdigest()[:32]).
  * CL_EINVAL when either input is empty or longer than CL_ID_MAX. */
-int cl_snapshot_id(const char *run_id, const char *opportunity_id,
-                   char out[CL_SNAPSHOT_ID_LEN + 1], char *err, size_t errlen);
+int cl_snapshot_id(const char *run_id, const char *opportunity_id, char out[CL_SNAPSHOT_ID_LEN + 1],
+                   char *err, size_t errlen);
 
 /* Day (days since epoch, floor) of a ms timestamp; correct for negative times. */
 int32_t cl_day_of_ms(int64_t ms);

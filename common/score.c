@@ -14,8 +14,8 @@
 void cl_weight_config_seed(cl_weight_config *c, int64_t created_at)
 {
     static const double seed_weights[CL_NUM_BUILTINS] = {
-        [CL_SPEED_TO_CLOSE] = 0.15, [CL_LARGEST_DEAL] = 0.20,     [CL_PRODUCT_MIX] = 0.15,
-        [CL_UPSELL_INSTANCES] = 0.25, [CL_WIN_RATE] = 0.20,       [CL_RECENCY] = 0.05,
+        [CL_SPEED_TO_CLOSE] = 0.15,   [CL_LARGEST_DEAL] = 0.20, [CL_PRODUCT_MIX] = 0.15,
+        [CL_UPSELL_INSTANCES] = 0.25, [CL_WIN_RATE] = 0.20,     [CL_RECENCY] = 0.05,
     };
     cl_weight_config_init(c);
     snprintf(c->model, sizeof c->model, "%s", CL_SEED_MODEL);
@@ -56,8 +56,8 @@ static bool terminated(const char *s, size_t cap)
     return memchr(s, '\0', cap) != NULL;
 }
 
-static int validate_weight_set(const cl_weight_config *c, const cl_weight_set *w,
-                               const char *where, char *err, size_t errlen)
+static int validate_weight_set(const cl_weight_config *c, const cl_weight_set *w, const char *where,
+                               char *err, size_t errlen)
 {
     if (w->n == 0 || w->n > CL_MAX_WEIGHTS)
         return cl_seterr(err, errlen, CL_EINVAL, "WeightConfig.%s: %zu components, must be 1..%d",
@@ -91,8 +91,8 @@ static int validate_weight_set(const cl_weight_config *c, const cl_weight_set *w
     return CL_OK;
 }
 
-static int validate_component(const cl_component_def *d, size_t idx,
-                              const cl_weight_config *c, char *err, size_t errlen)
+static int validate_component(const cl_component_def *d, size_t idx, const cl_weight_config *c,
+                              char *err, size_t errlen)
 {
     if (!terminated(d->name, sizeof d->name) || d->name[0] == '\0')
         return cl_seterr(err, errlen, CL_EINVAL,
@@ -122,8 +122,8 @@ static int validate_component(const cl_component_def *d, size_t idx,
                              d->overall_rate);
         if (d->n_categories > CL_MAX_CATEGORIES)
             return cl_seterr(err, errlen, CL_EINVAL,
-                             "WeightConfig.components[%s].categories: %zu entries, at most %d",
-                             n, d->n_categories, CL_MAX_CATEGORIES);
+                             "WeightConfig.components[%s].categories: %zu entries, at most %d", n,
+                             d->n_categories, CL_MAX_CATEGORIES);
         for (size_t i = 0; i < d->n_categories; i++) {
             const cl_category_rate *r = &d->categories[i];
             if (!terminated(r->category, sizeof r->category))
@@ -149,8 +149,7 @@ static int validate_component(const cl_component_def *d, size_t idx,
         for (size_t i = 0; i < d->n_breakpoints; i++) {
             if (!isfinite(d->breakpoints[i]))
                 return cl_seterr(err, errlen, CL_EINVAL,
-                                 "WeightConfig.components[%s].breakpoints[%zu]: not finite", n,
-                                 i);
+                                 "WeightConfig.components[%s].breakpoints[%zu]: not finite", n, i);
             if (i > 0 && d->breakpoints[i] < d->breakpoints[i - 1])
                 return cl_seterr(err, errlen, CL_EINVAL,
                                  "WeightConfig.components[%s].breakpoints[%zu]: %g is less than "
@@ -159,8 +158,8 @@ static int validate_component(const cl_component_def *d, size_t idx,
         }
         break;
     default:
-        return cl_seterr(err, errlen, CL_EINVAL, "WeightConfig.components[%s].kind: %d is not a kind",
-                         n, (int)d->kind);
+        return cl_seterr(err, errlen, CL_EINVAL,
+                         "WeightConfig.components[%s].kind: %d is not a kind", n, (int)d->kind);
     }
     if (!finite_in(d->missing_value, 0, 100))
         return cl_seterr(err, errlen, CL_EINVAL,
@@ -189,10 +188,8 @@ int cl_weight_config_validate(const cl_weight_config *c, char *err, size_t errle
         return cl_seterr(err, errlen, CL_EINVAL, "WeightConfig.components: %zu entries, at most %d",
                          c->n_components, CL_MAX_COMPONENT_DEFS);
     for (size_t i = 0; i < c->n_components; i++)
-        if ((rc = validate_component(&c->components[i], i, c, err, errlen)) != CL_OK)
-            return rc;
-    if ((rc = validate_weight_set(c, &c->weights, "weights", err, errlen)) != CL_OK)
-        return rc;
+        if ((rc = validate_component(&c->components[i], i, c, err, errlen)) != CL_OK) return rc;
+    if ((rc = validate_weight_set(c, &c->weights, "weights", err, errlen)) != CL_OK) return rc;
     if (c->n_stage_weights > CL_MAX_STAGE_WEIGHTS)
         return cl_seterr(err, errlen, CL_EINVAL,
                          "WeightConfig.stage_weights: %zu entries, at most %d", c->n_stage_weights,
@@ -208,8 +205,7 @@ int cl_weight_config_validate(const cl_weight_config *c, char *err, size_t errle
                                  "WeightConfig.stage_weights: stage '%s' appears twice", s->stage);
         char where[CL_NAME_MAX + 40];
         snprintf(where, sizeof where, "stage_weights[%s].weights", s->stage);
-        if ((rc = validate_weight_set(c, &s->weights, where, err, errlen)) != CL_OK)
-            return rc;
+        if ((rc = validate_weight_set(c, &s->weights, where, err, errlen)) != CL_OK) return rc;
     }
     if (!isfinite(c->calibration.intercept) || !isfinite(c->calibration.slope) ||
         c->calibration.slope <= 0)
@@ -224,8 +220,8 @@ int cl_weight_config_validate(const cl_weight_config *c, char *err, size_t errle
                          c->bands.high, c->bands.medium);
     if (c->has_training) {
         const cl_training_summary *t = &c->training;
-        if (t->n_won < 0 || t->n_lost < 0 || t->window_start > t->window_end ||
-            !isfinite(t->l2) || t->l2 < 0 || !isfinite(t->effective_n) || t->effective_n < 0 ||
+        if (t->n_won < 0 || t->n_lost < 0 || t->window_start > t->window_end || !isfinite(t->l2) ||
+            t->l2 < 0 || !isfinite(t->effective_n) || t->effective_n < 0 ||
             (t->half_life_days.present &&
              (!isfinite(t->half_life_days.value) || t->half_life_days.value <= 0)) ||
             !opt_in(t->max_weight_change, 0, 1))
@@ -249,8 +245,8 @@ int cl_weight_config_validate(const cl_weight_config *c, char *err, size_t errle
     }
     if (c->has_comparison) {
         const cl_champion_comparison *k = &c->comparison;
-        if (!finite_in(k->delta_auc, -1, 1) || !finite_in(k->p_value, 0, 1) ||
-            k->n_paired < 0 || !opt_in(k->delta_precision_at_high, -1, 1))
+        if (!finite_in(k->delta_auc, -1, 1) || !finite_in(k->p_value, 0, 1) || k->n_paired < 0 ||
+            !opt_in(k->delta_precision_at_high, -1, 1))
             return cl_seterr(err, errlen, CL_EINVAL,
                              "WeightConfig.comparison: delta_auc %g (-1..1), p_value %g (0..1), "
                              "n_paired %lld (>= 0) out of range",
@@ -264,8 +260,7 @@ int cl_weight_config_validate(const cl_weight_config *c, char *err, size_t errle
 
 static int compare_category(const void *a, const void *b)
 {
-    return strcmp(((const cl_category_rate *)a)->category,
-                  ((const cl_category_rate *)b)->category);
+    return strcmp(((const cl_category_rate *)a)->category, ((const cl_category_rate *)b)->category);
 }
 
 void cl_weight_config_sort_categories(cl_weight_config *c)
@@ -283,16 +278,14 @@ const cl_weight_set *cl_weights_for_stage(const cl_weight_config *c, const char 
 {
     if (stage != NULL)
         for (size_t i = 0; i < c->n_stage_weights; i++)
-            if (strcmp(c->stage_weights[i].stage, stage) == 0)
-                return &c->stage_weights[i].weights;
+            if (strcmp(c->stage_weights[i].stage, stage) == 0) return &c->stage_weights[i].weights;
     return &c->weights;
 }
 
 const cl_component_def *cl_component_def_find(const cl_weight_config *c, const char *name)
 {
     for (size_t i = 0; i < c->n_components && i < CL_MAX_COMPONENT_DEFS; i++)
-        if (strcmp(c->components[i].name, name) == 0)
-            return &c->components[i];
+        if (strcmp(c->components[i].name, name) == 0) return &c->components[i];
     return NULL;
 }
 
@@ -305,8 +298,7 @@ double cl_category_win_rate_value(const cl_component_def *d, const char *categor
         while (lo < hi) {
             size_t mid = lo + (hi - lo) / 2;
             int cmp = strcmp(d->categories[mid].category, category);
-            if (cmp == 0)
-                return 100.0 * d->categories[mid].rate;
+            if (cmp == 0) return 100.0 * d->categories[mid].rate;
             if (cmp < 0)
                 lo = mid + 1;
             else
@@ -353,10 +345,8 @@ double cl_numeric_percentile_value(const cl_component_def *d, cl_opt_double x)
         pct = ((double)j + (v - b[j]) / (b[j + 1] - b[j])) / (double)(k - 1);
     }
     double value = 100.0 * pct;
-    if (value < 0)
-        value = 0;
-    if (value > 100)
-        value = 100;
+    if (value < 0) value = 0;
+    if (value > 100) value = 100;
     return d->descending ? 100.0 - value : value;
 }
 
@@ -379,8 +369,7 @@ static const char *category_of(const cl_snapshot *s, const char *source)
         {"currency", offsetof(cl_snapshot, currency)},
     };
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
-        if (strcmp(fields[i].name, source) == 0)
-            return (const char *)s + fields[i].offset;
+        if (strcmp(fields[i].name, source) == 0) return (const char *)s + fields[i].offset;
     return cl_snapshot_attribute(s, source);
 }
 
@@ -388,12 +377,9 @@ static cl_opt_double numeric_of(const cl_snapshot *s, const char *source)
 {
     cl_opt_double r = {false, 0};
     int32_t day = cl_day_of_ms(s->snapshot_time);
-    if (strcmp(source, "amount") == 0)
-        return s->amount;
-    if (strcmp(source, "opportunity_score") == 0)
-        return s->opportunity_score;
-    if (strcmp(source, "account_score") == 0)
-        return s->account_score;
+    if (strcmp(source, "amount") == 0) return s->amount;
+    if (strcmp(source, "opportunity_score") == 0) return s->opportunity_score;
+    if (strcmp(source, "account_score") == 0) return s->account_score;
     if (strcmp(source, "days_in_stage") == 0) {
         r.present = s->days_in_stage.present;
         r.value = s->days_in_stage.value;
@@ -460,8 +446,8 @@ int cl_component_value(const cl_weight_config *c, const cl_snapshot *s, const ch
 /* ---- scoring ---------------------------------------------------------------------------- */
 
 int cl_score_components(const cl_weight_config *c, const cl_snapshot *s,
-                        const cl_weight_set **weights_out, double values[CL_MAX_WEIGHTS],
-                        char *err, size_t errlen)
+                        const cl_weight_set **weights_out, double values[CL_MAX_WEIGHTS], char *err,
+                        size_t errlen)
 {
     const cl_weight_set *w = cl_weights_for_stage(c, s->stage);
     if (w->n > CL_MAX_WEIGHTS)
@@ -469,8 +455,7 @@ int cl_score_components(const cl_weight_config *c, const cl_snapshot *s,
                          (long long)c->version, w->n, CL_MAX_WEIGHTS);
     for (size_t i = 0; i < w->n; i++) {
         int rc = cl_component_value(c, s, w->items[i].component, &values[i], err, errlen);
-        if (rc != CL_OK)
-            return rc;
+        if (rc != CL_OK) return rc;
     }
     *weights_out = w;
     return CL_OK;
@@ -482,17 +467,14 @@ double cl_score_linear(const cl_weight_set *w, const double *values)
     for (size_t i = 0; i < w->n; i++)
         sum += w->items[i].weight * values[i];
     /* Weights sum to 1 only within CL_WEIGHT_SUM_TOLERANCE: clamp the rounding. */
-    if (!(sum > 0))
-        return 0;
+    if (!(sum > 0)) return 0;
     return sum > 100 ? 100 : sum;
 }
 
 cl_band cl_band_of(const cl_band_thresholds *b, double score)
 {
-    if (score >= b->high)
-        return CL_BAND_HIGH;
-    if (score >= b->medium)
-        return CL_BAND_MEDIUM;
+    if (score >= b->high) return CL_BAND_HIGH;
+    if (score >= b->medium) return CL_BAND_MEDIUM;
     return CL_BAND_LOW;
 }
 
@@ -500,8 +482,7 @@ double cl_calibrated_probability(const cl_calibration *cal, double score)
 {
     double z = cal->intercept + cal->slope * score;
     /* exp() of a large positive argument overflows; use the form whose exponent is <= 0. */
-    if (z >= 0)
-        return 1.0 / (1.0 + exp(-z));
+    if (z >= 0) return 1.0 / (1.0 + exp(-z));
     double e = exp(z);
     return e / (1.0 + e);
 }
@@ -512,8 +493,7 @@ int cl_score_snapshot(const cl_weight_config *c, const cl_snapshot *s, cl_score_
     const cl_weight_set *w;
     double values[CL_MAX_WEIGHTS];
     int rc = cl_score_components(c, s, &w, values, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     out->score = cl_score_linear(w, values);
     out->band = cl_band_of(&c->bands, out->score);
     out->probability = cl_calibrated_probability(&c->calibration, out->score);
@@ -525,8 +505,7 @@ int cl_score_entry_for(const cl_weight_config *c, const cl_snapshot *s, cl_score
 {
     cl_score_result r;
     int rc = cl_score_snapshot(c, s, &r, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     memset(out, 0, sizeof *out);
     memcpy(out->model, c->model, sizeof out->model);
     out->model[sizeof out->model - 1] = '\0';

@@ -94,8 +94,8 @@ int cl_component_value(const cl_weight_config *c, const cl_snapshot *s, const ch
  * applies to it (*weights_out): values[i] belongs to (*weights_out)->items[i]. This is
  * the refit's design matrix row, on exactly the scale the scorer uses. */
 int cl_score_components(const cl_weight_config *c, const cl_snapshot *s,
-                        const cl_weight_set **weights_out, double values[CL_MAX_WEIGHTS],
-                        char *err, size_t errlen);
+                        const cl_weight_set **weights_out, double values[CL_MAX_WEIGHTS], char *err,
+                        size_t errlen);
 
 /* clamp(sum weight_i * values_i, 0, 100). */
 double cl_score_linear(const cl_weight_set *w, const double *values);

@@ -42,8 +42,7 @@ static const char *source_dir(void)
 static char *read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        fail_msg("cannot open %s", path);
+    if (f == NULL) fail_msg("cannot open %s", path);
     char *buf = malloc(1 << 20);
     assert_non_null(buf);
     *len = fread(buf, 1, (1 << 20) - 1, f);
@@ -89,8 +88,7 @@ static void new_value(int which, avro_value_t *v)
 static size_t encode(avro_value_t *v, char *buf, size_t cap)
 {
     avro_writer_t w = avro_writer_memory(buf, (int64_t)cap);
-    if (avro_value_write(w, v) != 0)
-        fail_msg("avro_value_write: %s", avro_strerror());
+    if (avro_value_write(w, v) != 0) fail_msg("avro_value_write: %s", avro_strerror());
     size_t n = (size_t)avro_writer_tell(w);
     avro_writer_free(w);
     return n;
@@ -100,8 +98,7 @@ static void decode(int which, const char *buf, size_t len, avro_value_t *out)
 {
     new_value(which, out);
     avro_reader_t r = avro_reader_memory(buf, (int64_t)len);
-    if (avro_value_read(r, out) != 0)
-        fail_msg("avro_value_read: %s", avro_strerror());
+    if (avro_value_read(r, out) != 0) fail_msg("avro_value_read: %s", avro_strerror());
     avro_reader_free(r);
 }
 
@@ -200,8 +197,7 @@ static void full_outcome(cl_outcome *o)
 static void assert_opt_double_equal(cl_opt_double a, cl_opt_double b)
 {
     assert_int_equal(a.present, b.present);
-    if (a.present)
-        assert_true(a.value == b.value);
+    if (a.present) assert_true(a.value == b.value);
 }
 
 static void assert_snapshot_equal(const cl_snapshot *a, const cl_snapshot *b)
@@ -305,9 +301,9 @@ static void test_snapshot_nulls_roundtrip(void **state)
     new_value(SNAPSHOT, &v);
     assert_int_equal(cl_snapshot_to_avro(&in, &v, err, sizeof err), CL_OK);
     /* Empty nullable strings and absent numbers are written as the null branch. */
-    const char *nullable[] = {"account_id", "owner_id", "amount", "days_in_stage", "segment",
-                              "region", "product", "lead_source", "type", "opportunity_score",
-                              "account_score"};
+    const char *nullable[] = {
+        "account_id", "owner_id",    "amount", "days_in_stage",     "segment",      "region",
+        "product",    "lead_source", "type",   "opportunity_score", "account_score"};
     for (size_t i = 0; i < sizeof nullable / sizeof nullable[0]; i++) {
         assert_int_equal(avro_value_get_by_name(&v, nullable[i], &field, NULL), 0);
         assert_int_equal(avro_value_get_current_branch(&field, &branch), 0);
@@ -502,9 +498,8 @@ static void test_outcome_roundtrip_and_rules(void **state)
 
     /* Enum symbols are mapped by name. */
     assert_int_equal(avro_value_get_by_name(&v, "source", &f, NULL), 0);
-    assert_int_equal(avro_value_set_enum(&f, avro_schema_enum_get_by_name(
-                                                 avro_value_get_schema(&f), "csv")),
-                     0);
+    assert_int_equal(
+        avro_value_set_enum(&f, avro_schema_enum_get_by_name(avro_value_get_schema(&f), "csv")), 0);
     assert_int_equal(cl_outcome_from_avro(&v, &out, err, sizeof err), CL_OK);
     assert_int_equal(out.source, CL_SOURCE_CSV);
     /* An index outside the symbol table is rejected. */
@@ -758,10 +753,11 @@ static void fill_weight_config(cl_weight_config *c)
     c->n_components = 2;
 
     c->has_training = true;
-    c->training = (cl_training_summary){1700000000000, 1746000000000, 400, 600, {true, 180},
-                                        0.01, 812.5, {true, 0.1}};
-    c->validation[0] = (cl_validation_fold){0, 1740000000000, 1742000000000, 200, {true, 0.71},
-                                            {true, 0.2}, {false, 0}, {true, 0.6}, {true, 0.66}};
+    c->training = (cl_training_summary){1700000000000, 1746000000000, 400,   600,
+                                        {true, 180},   0.01,          812.5, {true, 0.1}};
+    c->validation[0] =
+        (cl_validation_fold){0,           1740000000000, 1742000000000, 200,         {true, 0.71},
+                             {true, 0.2}, {false, 0},    {true, 0.6},   {true, 0.66}};
     c->n_validation = 1;
     c->has_comparison = true;
     c->comparison = (cl_champion_comparison){2, 0.05, 0.01, 640, {true, 0.02}};
@@ -947,7 +943,8 @@ static void write_file(const char *path, const void *data, size_t len)
 static const char *const interop_py =
     "import json, sys, io, fastavro\n"
     "d, out = sys.argv[1], sys.argv[2]\n"
-    "names = ['OpportunitySnapshot','OpportunityOutcome','LabeledExample','ModelMetrics','WeightConfig']\n"
+    "names = "
+    "['OpportunitySnapshot','OpportunityOutcome','LabeledExample','ModelMetrics','WeightConfig']\n"
     "raw = {n: json.load(open(f'{d}/schemas/{n}.avsc')) for n in names}\n"
     "parsed = {n: fastavro.parse_schema(raw[n]) for n in names}\n"
     "def walk(t, path):\n"
@@ -960,11 +957,16 @@ static const char *const interop_py =
     "                assert f.get('doc'), f\"{path}.{f['name']}: field without doc\"\n"
     "                ft = f['type']\n"
     "                if isinstance(ft, list) and ft[0] == 'null':\n"
-    "                    assert 'default' in f and f['default'] is None, f\"{path}.{f['name']}: nullable without null default\"\n"
-    "                if f['name'] in ('snapshot_time','system_modstamp','ingested_at','created_at','generated_at','joined_at','outcome_version'):\n"
-    "                    assert ft == {'type':'long','logicalType':'timestamp-millis'}, f\"{path}.{f['name']}: not timestamp-millis\"\n"
+    "                    assert 'default' in f and f['default'] is None, f\"{path}.{f['name']}: "
+    "nullable without null default\"\n"
+    "                if f['name'] in "
+    "('snapshot_time','system_modstamp','ingested_at','created_at','generated_at','joined_at','"
+    "outcome_version'):\n"
+    "                    assert ft == {'type':'long','logicalType':'timestamp-millis'}, "
+    "f\"{path}.{f['name']}: not timestamp-millis\"\n"
     "                if f['name'].endswith('_date'):\n"
-    "                    assert ft == {'type':'int','logicalType':'date'}, f\"{path}.{f['name']}: not a date\"\n"
+    "                    assert ft == {'type':'int','logicalType':'date'}, f\"{path}.{f['name']}: "
+    "not a date\"\n"
     "                walk(ft, path + '.' + f['name'])\n"
     "        elif t.get('type') in ('array','map'):\n"
     "            walk(t.get('items', t.get('values')), path)\n"
@@ -977,23 +979,35 @@ static const char *const interop_py =
     "for field, n in (('snapshot','OpportunitySnapshot'), ('outcome','OpportunityOutcome')):\n"
     "    want = dict(raw[n]); del want['namespace']\n"
     "    assert lab[field] == want, f'LabeledExample.{field} differs from {n}.avsc'\n"
-    "rec = fastavro.schemaless_reader(open(f'{out}/snapshot.bin','rb'), parsed['OpportunitySnapshot'])\n"
-    "exp = dict(snapshot_id='86853e059cfec020b6e061fe63593264', run_id='run-2025-03-03', opportunity_id='0061U00000AbCdEFG',\n"
-    "           account_id='0011U00000XyZ', stage='Negotiation', amount=125000.5, currency='EUR', days_in_stage=12,\n"
-    "           segment='Enterprise', type='New Business', speed_to_close=80.0, recency=20.0, opportunity_score=71.0,\n"
-    "           account_score=None, attributes={'industry':'Retail','partner':'Acme \\u00e9'}, features={'engagement':55.25})\n"
+    "rec = fastavro.schemaless_reader(open(f'{out}/snapshot.bin','rb'), "
+    "parsed['OpportunitySnapshot'])\n"
+    "exp = dict(snapshot_id='86853e059cfec020b6e061fe63593264', run_id='run-2025-03-03', "
+    "opportunity_id='0061U00000AbCdEFG',\n"
+    "           account_id='0011U00000XyZ', stage='Negotiation', amount=125000.5, currency='EUR', "
+    "days_in_stage=12,\n"
+    "           segment='Enterprise', type='New Business', speed_to_close=80.0, recency=20.0, "
+    "opportunity_score=71.0,\n"
+    "           account_score=None, attributes={'industry':'Retail','partner':'Acme \\u00e9'}, "
+    "features={'engagement':55.25})\n"
     "for k, v in exp.items():\n"
     "    assert rec[k] == v, f'{k}: {rec[k]!r} != {v!r}'\n"
     "assert rec['snapshot_time'].isoformat() == '2025-03-03T06:00:00+00:00', rec['snapshot_time']\n"
     "assert rec['created_date'].isoformat() == '2024-10-04', rec['created_date']\n"
-    "assert [(s['version'], s['band'], s['score']) for s in rec['scores']] == [(1,'MEDIUM',67.5),(2,'HIGH',72.0)], rec['scores']\n"
+    "assert [(s['version'], s['band'], s['score']) for s in rec['scores']] == "
+    "[(1,'MEDIUM',67.5),(2,'HIGH',72.0)], rec['scores']\n"
     "wc = fastavro.schemaless_reader(open(f'{out}/weights.bin','rb'), parsed['WeightConfig'])\n"
-    "assert wc['model'] == 'opportunity_score' and wc['version'] == 1 and wc['status'] == 'CHAMPION', wc\n"
-    "assert wc['weights'] == {'speed_to_close':0.15,'largest_deal':0.2,'product_mix':0.15,'upsell_instances':0.25,'win_rate':0.2,'recency':0.05}, wc['weights']\n"
+    "assert wc['model'] == 'opportunity_score' and wc['version'] == 1 and wc['status'] == "
+    "'CHAMPION', wc\n"
+    "assert wc['weights'] == "
+    "{'speed_to_close':0.15,'largest_deal':0.2,'product_mix':0.15,'upsell_instances':0.25,'win_"
+    "rate':0.2,'recency':0.05}, wc['weights']\n"
     "assert wc['training'] is None and wc['bands'] == {'high':70.0,'medium':40.0}, wc\n"
-    "o = dict(opportunity_id='006PY', account_id=None, owner_id='005X', outcome='WON', stage_name='Closed Won',\n"
-    "         close_date=20100, final_value=None, currency='USD', created_date=20000, days_to_close=100,\n"
-    "         system_modstamp=1736000000123, source='rest', ingested_at=1736000001000, type=None, lead_source='Partner')\n"
+    "o = dict(opportunity_id='006PY', account_id=None, owner_id='005X', outcome='WON', "
+    "stage_name='Closed Won',\n"
+    "         close_date=20100, final_value=None, currency='USD', created_date=20000, "
+    "days_to_close=100,\n"
+    "         system_modstamp=1736000000123, source='rest', ingested_at=1736000001000, type=None, "
+    "lead_source='Partner')\n"
     "buf = io.BytesIO(); fastavro.schemaless_writer(buf, parsed['OpportunityOutcome'], o)\n"
     "open(f'{out}/outcome.bin','wb').write(buf.getvalue())\n";
 

@@ -55,8 +55,8 @@ static void test_seed_model(void **state)
     const struct {
         const char *name;
         double w;
-    } want[] = {{"speed_to_close", 0.15}, {"largest_deal", 0.20}, {"product_mix", 0.15},
-                {"upsell_instances", 0.25}, {"win_rate", 0.20}, {"recency", 0.05}};
+    } want[] = {{"speed_to_close", 0.15},   {"largest_deal", 0.20}, {"product_mix", 0.15},
+                {"upsell_instances", 0.25}, {"win_rate", 0.20},     {"recency", 0.05}};
     assert_int_equal(c->weights.n, 6);
     for (size_t i = 0; i < 6; i++) {
         double w;
@@ -124,8 +124,8 @@ static void test_bands_and_probability(void **state)
     cl_calibration cal = {CL_SEED_INTERCEPT, CL_SEED_SLOPE};
     assert_float_equal(cl_calibrated_probability(&cal, 50), 0.5, 1e-15);
     /* symmetric around 50: p(50+d) = 1 - p(50-d) */
-    assert_float_equal(cl_calibrated_probability(&cal, 80),
-                       1 - cl_calibrated_probability(&cal, 20), 1e-15);
+    assert_float_equal(cl_calibrated_probability(&cal, 80), 1 - cl_calibrated_probability(&cal, 20),
+                       1e-15);
     /* No overflow to NaN at extreme arguments. */
     cl_calibration steep = {1000, 1};
     double p = cl_calibrated_probability(&steep, 100);
@@ -199,8 +199,7 @@ static cl_component_def *add_component(cl_weight_config *c, const char *name,
     return d;
 }
 
-static void only_weights(cl_weight_config *c, const char *a, double wa, const char *b,
-                         double wb)
+static void only_weights(cl_weight_config *c, const char *a, double wa, const char *b, double wb)
 {
     char err[CL_ERRLEN];
     c->weights.n = 0;
@@ -291,8 +290,7 @@ static void test_category_table_large(void **state)
     for (int i = 0; i < CL_MAX_CATEGORIES; i++) {
         char key[16];
         snprintf(key, sizeof key, "c%04d", i * 2);
-        assert_float_equal(cl_category_win_rate_value(d, key), 100.0 * i / CL_MAX_CATEGORIES,
-                           EPS);
+        assert_float_equal(cl_category_win_rate_value(d, key), 100.0 * i / CL_MAX_CATEGORIES, EPS);
         snprintf(key, sizeof key, "c%04d", i * 2 + 1);
         assert_float_equal(cl_category_win_rate_value(d, key), 50, EPS);
     }
@@ -436,8 +434,7 @@ static void expect_invalid(cl_weight_config *c, const char *needle)
 {
     char err[CL_ERRLEN];
     assert_int_equal(cl_weight_config_validate(c, err, sizeof err), CL_EINVAL);
-    if (strstr(err, needle) == NULL)
-        fail_msg("expected '%s' in: %s", needle, err);
+    if (strstr(err, needle) == NULL) fail_msg("expected '%s' in: %s", needle, err);
 }
 
 static void test_validation(void **state)
@@ -499,9 +496,8 @@ static void test_validation(void **state)
     /* Stage weights follow the same rules and name the stage. */
     cl_weight_config_seed(c, 0);
     snprintf(c->stage_weights[0].stage, CL_NAME_MAX, "Negotiation");
-    assert_int_equal(cl_weight_set_put(&c->stage_weights[0].weights, "win_rate", 0.9, err,
-                                       sizeof err),
-                     CL_OK);
+    assert_int_equal(
+        cl_weight_set_put(&c->stage_weights[0].weights, "win_rate", 0.9, err, sizeof err), CL_OK);
     c->n_stage_weights = 1;
     expect_invalid(c, "stage_weights[Negotiation].weights: sum is 0.9");
     c->stage_weights[0].weights.items[0].weight = 1;
