@@ -301,7 +301,7 @@ int cl_labeled_example_validate(const cl_labeled_example *e, char *err, size_t e
     return CL_OK;
 }
 
-static int check_groups(const char *p, const char *field, const cl_group_metrics *g, size_t n,
+static int check_groups(const char *p, const char *field, const cl_metrics_group *g, size_t n,
                         char *err, size_t errlen)
 {
     CHECK(n <= CL_MAX_GROUPS, p, "%s: %zu entries, at most %d", field, n, CL_MAX_GROUPS);
@@ -332,7 +332,7 @@ int cl_model_metrics_validate(const cl_model_metrics *m, char *err, size_t errle
     CHECK(m->won >= 0 && m->lost >= 0 && m->n == m->won + m->lost, p,
           "n: %lld is not won %lld + lost %lld", (long long)m->n, (long long)m->won,
           (long long)m->lost);
-    const cl_confusion *c = &m->confusion;
+    const cl_metrics_confusion *c = &m->confusion;
     CHECK(in_range(c->threshold, 0, 100), p, "confusion.threshold: %g is outside 0..100",
           c->threshold);
     CHECK(c->tp >= 0 && c->fp >= 0 && c->tn >= 0 && c->fn >= 0 && c->tp + c->fn == m->won &&
@@ -352,7 +352,7 @@ int cl_model_metrics_validate(const cl_model_metrics *m, char *err, size_t errle
           "calibration_bins: %zu entries, at most %d", m->n_calibration_bins,
           CL_MAX_CALIBRATION_BINS);
     for (size_t i = 0; i < m->n_calibration_bins; i++) {
-        const cl_calibration_bin *b = &m->calibration_bins[i];
+        const cl_metrics_calibration_bin *b = &m->calibration_bins[i];
         CHECK(in_range(b->lower, 0, 1) && in_range(b->upper, 0, 1) && b->lower <= b->upper, p,
               "calibration_bins[%zu]: bounds [%g, %g] are not within 0..1", i, b->lower, b->upper);
         CHECK(b->n >= 0 && b->won >= 0 && b->won <= b->n, p,
@@ -364,7 +364,7 @@ int cl_model_metrics_validate(const cl_model_metrics *m, char *err, size_t errle
     CHECK(m->n_thresholds <= CL_MAX_THRESHOLD_POINTS, p, "thresholds: %zu entries, at most %d",
           m->n_thresholds, CL_MAX_THRESHOLD_POINTS);
     for (size_t i = 0; i < m->n_thresholds; i++) {
-        const cl_threshold_point *t = &m->thresholds[i];
+        const cl_metrics_threshold_point *t = &m->thresholds[i];
         CHECK(in_range(t->threshold, 0, 100) && t->predicted_positive >= 0 &&
                   opt_in_range(t->precision, 0, 1) && opt_in_range(t->recall, 0, 1),
               p, "thresholds[%zu]: a value is out of range", i);
@@ -372,7 +372,7 @@ int cl_model_metrics_validate(const cl_model_metrics *m, char *err, size_t errle
     CHECK(m->n_by_band <= CL_NUM_BANDS, p, "by_band: %zu entries, at most %d", m->n_by_band,
           CL_NUM_BANDS);
     for (size_t i = 0; i < m->n_by_band; i++) {
-        const cl_band_metrics *b = &m->by_band[i];
+        const cl_metrics_band *b = &m->by_band[i];
         CHECK((int)b->band >= 0 && (int)b->band < CL_NUM_BANDS, p,
               "by_band[%zu].band: %d is not a band", i, (int)b->band);
         CHECK(b->n >= 0 && b->won >= 0 && b->won <= b->n && opt_in_range(b->mean_probability, 0, 1),
@@ -1046,7 +1046,7 @@ int cl_labeled_example_from_avro(const avro_value_t *value, cl_labeled_example *
 
 /* ---- ModelMetrics ------------------------------------------------------------------- */
 
-static int groups_write(avro_value_t *v, const char *p, const char *name, const cl_group_metrics *g,
+static int groups_write(avro_value_t *v, const char *p, const char *name, const cl_metrics_group *g,
                         size_t n, char *err, size_t errlen)
 {
     avro_value_t c, item;
@@ -1064,7 +1064,7 @@ static int groups_write(avro_value_t *v, const char *p, const char *name, const 
     return CL_OK;
 }
 
-static int groups_read(const avro_value_t *v, const char *p, const char *name, cl_group_metrics *g,
+static int groups_read(const avro_value_t *v, const char *p, const char *name, cl_metrics_group *g,
                        size_t *n_out, char *err, size_t errlen)
 {
     avro_value_t c, item;
@@ -1124,7 +1124,7 @@ int cl_model_metrics_to_avro(const cl_model_metrics *m, avro_value_t *value, cha
 
     TRY(open_container(value, p, "calibration_bins", &c, err, errlen));
     for (size_t i = 0; i < m->n_calibration_bins; i++) {
-        const cl_calibration_bin *b = &m->calibration_bins[i];
+        const cl_metrics_calibration_bin *b = &m->calibration_bins[i];
         const char *ip = "ModelMetrics.calibration_bins[]";
         TRY(append_item(&c, p, "calibration_bins", &item, err, errlen));
         TRY(put_double(&item, ip, "lower", b->lower, err, errlen));
@@ -1136,7 +1136,7 @@ int cl_model_metrics_to_avro(const cl_model_metrics *m, avro_value_t *value, cha
     }
     TRY(open_container(value, p, "thresholds", &c, err, errlen));
     for (size_t i = 0; i < m->n_thresholds; i++) {
-        const cl_threshold_point *t = &m->thresholds[i];
+        const cl_metrics_threshold_point *t = &m->thresholds[i];
         const char *ip = "ModelMetrics.thresholds[]";
         TRY(append_item(&c, p, "thresholds", &item, err, errlen));
         TRY(put_double(&item, ip, "threshold", t->threshold, err, errlen));
@@ -1146,7 +1146,7 @@ int cl_model_metrics_to_avro(const cl_model_metrics *m, avro_value_t *value, cha
     }
     TRY(open_container(value, p, "by_band", &c, err, errlen));
     for (size_t i = 0; i < m->n_by_band; i++) {
-        const cl_band_metrics *b = &m->by_band[i];
+        const cl_metrics_band *b = &m->by_band[i];
         const char *ip = "ModelMetrics.by_band[]";
         TRY(append_item(&c, p, "by_band", &item, err, errlen));
         TRY(put_enum(&item, ip, "band", cl_band_name(b->band), err, errlen));
@@ -1199,7 +1199,7 @@ int cl_model_metrics_from_avro(const avro_value_t *value, cl_model_metrics *m, c
     TRY(get_container(value, p, "calibration_bins", AVRO_ARRAY, CL_MAX_CALIBRATION_BINS, &c, &n,
                       err, errlen));
     for (size_t i = 0; i < n; i++) {
-        cl_calibration_bin *b = &m->calibration_bins[i];
+        cl_metrics_calibration_bin *b = &m->calibration_bins[i];
         fmt(ip, sizeof ip, "%s.calibration_bins[%zu]", p, i);
         TRY(get_item(&c, i, p, "calibration_bins", &item, NULL, err, errlen));
         TRY(get_double(&item, ip, "lower", &b->lower, err, errlen));
@@ -1213,7 +1213,7 @@ int cl_model_metrics_from_avro(const avro_value_t *value, cl_model_metrics *m, c
     TRY(get_container(value, p, "thresholds", AVRO_ARRAY, CL_MAX_THRESHOLD_POINTS, &c, &n, err,
                       errlen));
     for (size_t i = 0; i < n; i++) {
-        cl_threshold_point *t = &m->thresholds[i];
+        cl_metrics_threshold_point *t = &m->thresholds[i];
         fmt(ip, sizeof ip, "%s.thresholds[%zu]", p, i);
         TRY(get_item(&c, i, p, "thresholds", &item, NULL, err, errlen));
         TRY(get_double(&item, ip, "threshold", &t->threshold, err, errlen));
@@ -1224,7 +1224,7 @@ int cl_model_metrics_from_avro(const avro_value_t *value, cl_model_metrics *m, c
     m->n_thresholds = n;
     TRY(get_container(value, p, "by_band", AVRO_ARRAY, CL_NUM_BANDS, &c, &n, err, errlen));
     for (size_t i = 0; i < n; i++) {
-        cl_band_metrics *b = &m->by_band[i];
+        cl_metrics_band *b = &m->by_band[i];
         fmt(ip, sizeof ip, "%s.by_band[%zu]", p, i);
         TRY(get_item(&c, i, p, "by_band", &item, NULL, err, errlen));
         GET_ENUM(&item, ip, "band", band_names, &b->band);

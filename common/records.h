@@ -221,32 +221,32 @@ typedef struct {
 typedef struct {
     double threshold;       /* 0..100 */
     int64_t tp, fp, tn, fn; /* >= 0 */
-} cl_confusion;
+} cl_metrics_confusion;
 
 typedef struct {
     double lower, upper;                         /* 0 <= lower <= upper <= 1 */
     int64_t n, won;                              /* 0 <= won <= n */
     cl_opt_double mean_predicted, observed_rate; /* 0..1 */
-} cl_calibration_bin;
+} cl_metrics_calibration_bin;
 
 typedef struct {
     double threshold; /* 0..100 */
     int64_t predicted_positive;
     cl_opt_double precision, recall; /* 0..1 */
-} cl_threshold_point;
+} cl_metrics_threshold_point;
 
 typedef struct {
     cl_band band;
     int64_t n, won;
     cl_opt_double mean_probability;
-} cl_band_metrics;
+} cl_metrics_band;
 
 typedef struct {
     char key[CL_NAME_MAX + 1]; /* "" for the null group */
     int64_t n, won;
     cl_opt_double mean_score;     /* 0..100 */
     cl_opt_double auc, precision; /* 0..1 */
-} cl_group_metrics;
+} cl_metrics_group;
 
 typedef struct {
     char model[CL_NAME_MAX + 1];
@@ -256,20 +256,20 @@ typedef struct {
     cl_horizon_policy horizon;
     int32_t horizon_days; /* >= 0 */
     int64_t n, won, lost; /* n == won + lost */
-    cl_confusion confusion;
+    cl_metrics_confusion confusion;
     cl_opt_double precision, recall, f1, auc, brier, ece; /* 0..1 */
     cl_opt_double log_loss;                               /* >= 0 */
-    cl_calibration_bin calibration_bins[CL_MAX_CALIBRATION_BINS];
+    cl_metrics_calibration_bin calibration_bins[CL_MAX_CALIBRATION_BINS];
     size_t n_calibration_bins;
-    cl_threshold_point thresholds[CL_MAX_THRESHOLD_POINTS];
+    cl_metrics_threshold_point thresholds[CL_MAX_THRESHOLD_POINTS];
     size_t n_thresholds;
-    cl_band_metrics by_band[CL_NUM_BANDS];
+    cl_metrics_band by_band[CL_NUM_BANDS];
     size_t n_by_band;
-    cl_group_metrics by_stage[CL_MAX_GROUPS];
+    cl_metrics_group by_stage[CL_MAX_GROUPS];
     size_t n_by_stage;
-    cl_group_metrics by_segment[CL_MAX_GROUPS];
+    cl_metrics_group by_segment[CL_MAX_GROUPS];
     size_t n_by_segment;
-    cl_group_metrics by_owner[CL_MAX_GROUPS];
+    cl_metrics_group by_owner[CL_MAX_GROUPS];
     size_t n_by_owner;
 } cl_model_metrics;
 

@@ -19,6 +19,8 @@
 
 #include "records.h"
 #include "score.h"
+#include "stats.h" /* must coexist with records.h (metrics and refit include both) */
+#include "fit.h"
 
 static const char *const schema_names[] = {"OpportunitySnapshot", "OpportunityOutcome",
                                            "LabeledExample", "ModelMetrics", "WeightConfig"};
@@ -618,7 +620,7 @@ static void fill_metrics(cl_model_metrics *m)
     m->n = 100;
     m->won = 40;
     m->lost = 60;
-    m->confusion = (cl_confusion){70, 25, 10, 50, 15};
+    m->confusion = (cl_metrics_confusion){70, 25, 10, 50, 15};
     m->precision = (cl_opt_double){true, 25.0 / 35.0};
     m->recall = (cl_opt_double){true, 25.0 / 40.0};
     m->f1 = (cl_opt_double){true, 2.0 / 3.0};
@@ -626,14 +628,16 @@ static void fill_metrics(cl_model_metrics *m)
     m->brier = (cl_opt_double){true, 0.2};
     m->log_loss = (cl_opt_double){true, 0.61};
     m->ece = (cl_opt_double){false, 0};
-    m->calibration_bins[0] = (cl_calibration_bin){0, 0.5, 60, 15, {true, 0.3}, {true, 0.25}};
-    m->calibration_bins[1] = (cl_calibration_bin){0.5, 1, 40, 25, {true, 0.7}, {true, 0.625}};
-    m->calibration_bins[2] = (cl_calibration_bin){1, 1, 0, 0, {false, 0}, {false, 0}};
+    m->calibration_bins[0] =
+        (cl_metrics_calibration_bin){0, 0.5, 60, 15, {true, 0.3}, {true, 0.25}};
+    m->calibration_bins[1] =
+        (cl_metrics_calibration_bin){0.5, 1, 40, 25, {true, 0.7}, {true, 0.625}};
+    m->calibration_bins[2] = (cl_metrics_calibration_bin){1, 1, 0, 0, {false, 0}, {false, 0}};
     m->n_calibration_bins = 3;
-    m->thresholds[0] = (cl_threshold_point){50, 60, {true, 0.5}, {true, 0.75}};
+    m->thresholds[0] = (cl_metrics_threshold_point){50, 60, {true, 0.5}, {true, 0.75}};
     m->n_thresholds = 1;
-    m->by_band[0] = (cl_band_metrics){CL_BAND_HIGH, 35, 25, {true, 0.8}};
-    m->by_band[1] = (cl_band_metrics){CL_BAND_LOW, 65, 15, {false, 0}};
+    m->by_band[0] = (cl_metrics_band){CL_BAND_HIGH, 35, 25, {true, 0.8}};
+    m->by_band[1] = (cl_metrics_band){CL_BAND_LOW, 65, 15, {false, 0}};
     m->n_by_band = 2;
     snprintf(m->by_stage[0].key, sizeof m->by_stage[0].key, "Negotiation");
     m->by_stage[0].n = 10;
