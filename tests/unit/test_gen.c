@@ -20,7 +20,8 @@
 #include "gen/gen.h"
 #include "util.h"
 
-static void test_splitmix64_reference(void **state) {
+static void test_splitmix64_reference(void **state)
+{
     (void)state;
     uint64_t s = 0;
     /* First output of splitmix64 from state 0 (Vigna's reference implementation). */
@@ -28,7 +29,8 @@ static void test_splitmix64_reference(void **state) {
     assert_true(s == 0x9E3779B97F4A7C15ull);
 }
 
-static void test_xoshiro_reference(void **state) {
+static void test_xoshiro_reference(void **state)
+{
     (void)state;
     /* From state {1, 2, 3, 4}, worked by hand from the algorithm:
      * rotl(2*5, 7)*9 = 11520; then s1 = 0 gives 0; then s1 = 262149 gives
@@ -55,7 +57,8 @@ static void test_xoshiro_reference(void **state) {
     assert_true(differs);
 }
 
-static void test_salesforce_ids(void **state) {
+static void test_salesforce_ids(void **state)
+{
     (void)state;
     char id[19];
     cl_gen_salesforce_id("006", 0, id);
@@ -79,7 +82,8 @@ static void test_salesforce_ids(void **state) {
     assert_true(memcmp(lo, hi, 15) < 0);
 }
 
-static void test_parse_weights(void **state) {
+static void test_parse_weights(void **state)
+{
     (void)state;
     double w[CL_GEN_COMPONENTS];
     char err[CL_ERRLEN];
@@ -92,17 +96,17 @@ static void test_parse_weights(void **state) {
     assert_non_null(strstr(err, "largest_deal' is missing"));
     assert_int_equal(cl_gen_parse_weights("speed=1", w, err, sizeof err), CL_EINVAL);
     assert_non_null(strstr(err, "unknown component 'speed'"));
-    assert_int_equal(cl_gen_parse_weights("speed_to_close=0.5,speed_to_close=0.5", w, err,
-                                          sizeof err),
-                     CL_EINVAL);
+    assert_int_equal(
+        cl_gen_parse_weights("speed_to_close=0.5,speed_to_close=0.5", w, err, sizeof err),
+        CL_EINVAL);
     assert_non_null(strstr(err, "given twice"));
     assert_int_equal(cl_gen_parse_weights("speed_to_close=-0.1,largest_deal=0.05,product_mix=0.1,"
                                           "upsell_instances=0.1,win_rate=0.35,recency=0.5",
                                           w, err, sizeof err),
                      CL_EINVAL);
-    assert_int_equal(cl_gen_parse_weights("speed_to_close=0.3x,largest_deal=0.05", w, err,
-                                          sizeof err),
-                     CL_EINVAL);
+    assert_int_equal(
+        cl_gen_parse_weights("speed_to_close=0.3x,largest_deal=0.05", w, err, sizeof err),
+        CL_EINVAL);
     assert_int_equal(cl_gen_parse_weights("speed_to_close=0.2,largest_deal=0.05,product_mix=0.1,"
                                           "upsell_instances=0.1,win_rate=0.35,recency=0.1",
                                           w, err, sizeof err),
@@ -112,7 +116,8 @@ static void test_parse_weights(void **state) {
     assert_int_equal(cl_gen_parse_weights("", w, err, sizeof err), CL_EINVAL);
 }
 
-static void test_rejects_bad_options(void **state) {
+static void test_rejects_bad_options(void **state)
+{
     (void)state;
     char err[CL_ERRLEN];
     cl_gen *g = NULL;
@@ -150,7 +155,8 @@ static void test_rejects_bad_options(void **state) {
     assert_int_equal(cl_gen_create(&o, &g, err, sizeof err), CL_EINVAL);
 }
 
-static cl_gen *small_history(uint64_t seed) {
+static cl_gen *small_history(uint64_t seed)
+{
     cl_gen_options o;
     cl_gen_options_init(&o);
     o.seed = seed;
@@ -164,7 +170,8 @@ static cl_gen *small_history(uint64_t seed) {
     return g;
 }
 
-static void test_history_invariants(void **state) {
+static void test_history_invariants(void **state)
+{
     (void)state;
     cl_gen *g = small_history(99);
     const cl_gen_counts *c = cl_gen_get_counts(g);
@@ -189,8 +196,8 @@ static void test_history_invariants(void **state) {
             cl_gen_snapshot s;
             int open = cl_gen_snapshot_at(g, i, k, &s);
             int32_t day = cl_gen_run_day(g, k);
-            int in_gap = info.reopen_day >= 0 && day >= info.first_close_day &&
-                         day < info.reopen_day;
+            int in_gap =
+                info.reopen_day >= 0 && day >= info.first_close_day && day < info.reopen_day;
             int expect_open = day >= info.created_day && day < info.close_day && !in_gap;
             assert_int_equal(open, expect_open);
             if (!open) continue;
@@ -215,10 +222,14 @@ static void test_history_invariants(void **state) {
             assert_memory_equal(s.components, info.components, CL_GEN_COMPONENTS);
         }
         assert_true(info.win_probability > 0.0 && info.win_probability < 1.0);
-        if (info.close_day >= end) open_at_end++;
-        else if (info.delete_day >= 0 && info.delete_day < end) deleted++;
-        else if (info.won) won++;
-        else lost++;
+        if (info.close_day >= end)
+            open_at_end++;
+        else if (info.delete_day >= 0 && info.delete_day < end)
+            deleted++;
+        else if (info.won)
+            won++;
+        else
+            lost++;
     }
     assert_int_equal(snapshots, c->snapshots);
     assert_int_equal(won, c->closed_won);
@@ -233,7 +244,8 @@ static void test_history_invariants(void **state) {
     cl_gen_free(g);
 }
 
-static char *read_file(const char *path, size_t *len) {
+static char *read_file(const char *path, size_t *len)
+{
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     cl_buf b;
@@ -248,7 +260,8 @@ static char *read_file(const char *path, size_t *len) {
     return b.data;
 }
 
-static int files_equal(const char *a, const char *b) {
+static int files_equal(const char *a, const char *b)
+{
     size_t la = 0, lb = 0;
     char *da = read_file(a, &la), *db = read_file(b, &lb);
     int equal = da && db && la == lb && memcmp(da, db, la) == 0;
@@ -257,16 +270,19 @@ static int files_equal(const char *a, const char *b) {
     return equal;
 }
 
-static size_t count_lines(const char *path) {
+static size_t count_lines(const char *path)
+{
     size_t len = 0, lines = 0;
     char *d = read_file(path, &len);
     assert_non_null(d);
-    for (size_t i = 0; i < len; i++) lines += d[i] == '\n';
+    for (size_t i = 0; i < len; i++)
+        lines += d[i] == '\n';
     free(d);
     return lines;
 }
 
-static void write_history(uint64_t seed, const char *dir, int force, int expect) {
+static void write_history(uint64_t seed, const char *dir, int force, int expect)
+{
     cl_gen *g = small_history(seed);
     char err[CL_ERRLEN] = "";
     int rc = cl_gen_write(g, dir, force, err, sizeof err);
@@ -274,7 +290,8 @@ static void write_history(uint64_t seed, const char *dir, int force, int expect)
     cl_gen_free(g);
 }
 
-static void test_files_are_deterministic(void **state) {
+static void test_files_are_deterministic(void **state)
+{
     (void)state;
     char base[] = "/tmp/test_gen_XXXXXX";
     assert_non_null(mkdtemp(base));
@@ -286,10 +303,14 @@ static void test_files_are_deterministic(void **state) {
     write_history(5, b, 0, CL_OK);
     write_history(6, c, 0, CL_OK);
 
-    static const char *const files[] = {
-        "truth.json", "accounts.csv", "users.csv", "outcomes/closed_opportunities.csv",
-        "outcomes/opportunities.jsonl", "runs/run-2024-01-01.csv", "runs/run-2024-06-03.csv",
-        "runs/run-2024-09-30.csv"};
+    static const char *const files[] = {"truth.json",
+                                        "accounts.csv",
+                                        "users.csv",
+                                        "outcomes/closed_opportunities.csv",
+                                        "outcomes/opportunities.jsonl",
+                                        "runs/run-2024-01-01.csv",
+                                        "runs/run-2024-06-03.csv",
+                                        "runs/run-2024-09-30.csv"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(pa, sizeof pa, "%s/%s", a, files[i]);
         snprintf(pb, sizeof pb, "%s/%s", b, files[i]);
@@ -336,14 +357,12 @@ static void test_files_are_deterministic(void **state) {
     assert_int_equal(system(cmd), 0);
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_splitmix64_reference),
-        cmocka_unit_test(test_xoshiro_reference),
-        cmocka_unit_test(test_salesforce_ids),
-        cmocka_unit_test(test_parse_weights),
-        cmocka_unit_test(test_rejects_bad_options),
-        cmocka_unit_test(test_history_invariants),
+        cmocka_unit_test(test_splitmix64_reference),    cmocka_unit_test(test_xoshiro_reference),
+        cmocka_unit_test(test_salesforce_ids),          cmocka_unit_test(test_parse_weights),
+        cmocka_unit_test(test_rejects_bad_options),     cmocka_unit_test(test_history_invariants),
         cmocka_unit_test(test_files_are_deterministic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -26,8 +26,7 @@ const char *const cl_gen_component_names[CL_GEN_COMPONENTS] = {
     "speed_to_close", "largest_deal", "product_mix", "upsell_instances", "win_rate", "recency",
 };
 const int cl_gen_seed_weight_hundredths[CL_GEN_COMPONENTS] = {15, 20, 15, 25, 20, 5};
-const double cl_gen_default_true_weights[CL_GEN_COMPONENTS] = {0.30, 0.05, 0.10,
-                                                               0.10, 0.35, 0.10};
+const double cl_gen_default_true_weights[CL_GEN_COMPONENTS] = {0.30, 0.05, 0.10, 0.10, 0.35, 0.10};
 const char *const cl_gen_stage_names[CL_GEN_STAGE_COUNT] = {
     "Prospecting", "Qualification", "Needs Analysis", "Proposal",
     "Negotiation", "Closed Won",    "Closed Lost",
@@ -53,8 +52,9 @@ static const weighted_name regions[REGION_COUNT] = {
 
 #define INDUSTRY_COUNT 7
 static const weighted_name industries[INDUSTRY_COUNT] = {
-    {"Technology", 0.24},    {"Financial Services", 0.16}, {"Healthcare", 0.14},
-    {"Manufacturing", 0.16}, {"Retail", 0.14},             {"Education", 0.08},
+    {"Technology", 0.24},   {"Financial Services", 0.16},
+    {"Healthcare", 0.14},   {"Manufacturing", 0.16},
+    {"Retail", 0.14},       {"Education", 0.08},
     {"Public Sector", 0.08}};
 
 enum { TYPE_NEW = 0, TYPE_EXISTING, TYPE_UPSELL, TYPE_COUNT };
@@ -62,21 +62,25 @@ static const weighted_name types[TYPE_COUNT] = {
     {"New Business", 0.55}, {"Existing Business", 0.25}, {"Upsell", 0.20}};
 
 #define PRODUCT_COUNT 5
-static const weighted_name products[PRODUCT_COUNT] = {
-    {"Core Platform", 0.35}, {"Analytics", 0.20}, {"Integrations", 0.15},
-    {"Support Plus", 0.15},  {"Enterprise Suite", 0.15}};
+static const weighted_name products[PRODUCT_COUNT] = {{"Core Platform", 0.35},
+                                                      {"Analytics", 0.20},
+                                                      {"Integrations", 0.15},
+                                                      {"Support Plus", 0.15},
+                                                      {"Enterprise Suite", 0.15}};
 
 /* Salesforce's standard LeadSource picklist; the remaining 10% are left blank (null),
  * as real orgs do. The effects apply only with learned_factors: they are the signal
  * the refit's learned-factor search should find. */
 #define LEAD_SOURCE_COUNT 7
 #define LEAD_SOURCE_NULL 0xFF
-static const weighted_name lead_sources[LEAD_SOURCE_COUNT] = {
-    {"Web", 0.30},        {"Phone Inquiry", 0.10},    {"Partner Referral", 0.15},
-    {"Purchased List", 0.08}, {"Trade Show", 0.12}, {"Employee Referral", 0.07},
-    {"Other", 0.08}};
-static const double lead_source_effect[LEAD_SOURCE_COUNT] = {0.0, 0.2, 0.7, -0.8,
-                                                            -0.2, 0.5, 0.0};
+static const weighted_name lead_sources[LEAD_SOURCE_COUNT] = {{"Web", 0.30},
+                                                              {"Phone Inquiry", 0.10},
+                                                              {"Partner Referral", 0.15},
+                                                              {"Purchased List", 0.08},
+                                                              {"Trade Show", 0.12},
+                                                              {"Employee Referral", 0.07},
+                                                              {"Other", 0.08}};
+static const double lead_source_effect[LEAD_SOURCE_COUNT] = {0.0, 0.2, 0.7, -0.8, -0.2, 0.5, 0.0};
 /* Logit change per standard deviation of owner skill (learned_factors only). */
 #define OWNER_SKILL_EFFECT 0.6
 
@@ -85,21 +89,28 @@ static const double lost_stage_share[5] = {0.20, 0.25, 0.25, 0.15, 0.15};
 
 /* ---- PRNG ---------------------------------------------------------------------- */
 
-uint64_t cl_gen_splitmix64(uint64_t *state) {
+uint64_t cl_gen_splitmix64(uint64_t *state)
+{
     uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
 
-void cl_gen_rng_seed(cl_gen_rng *rng, uint64_t seed) {
+void cl_gen_rng_seed(cl_gen_rng *rng, uint64_t seed)
+{
     uint64_t state = seed;
-    for (int i = 0; i < 4; i++) rng->s[i] = cl_gen_splitmix64(&state);
+    for (int i = 0; i < 4; i++)
+        rng->s[i] = cl_gen_splitmix64(&state);
 }
 
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static inline uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
 
-uint64_t cl_gen_rng_next(cl_gen_rng *rng) {
+uint64_t cl_gen_rng_next(cl_gen_rng *rng)
+{
     uint64_t *s = rng->s;
     const uint64_t result = rotl(s[1] * 5, 7) * 9;
     const uint64_t t = s[1] << 17;
@@ -112,12 +123,14 @@ uint64_t cl_gen_rng_next(cl_gen_rng *rng) {
     return result;
 }
 
-double cl_gen_rng_uniform(cl_gen_rng *rng) {
+double cl_gen_rng_uniform(cl_gen_rng *rng)
+{
     return (double)(cl_gen_rng_next(rng) >> 11) * 0x1.0p-53;
 }
 
 /* Uniform integer in [0, n), n > 0, without modulo bias (Lemire's method). */
-static uint64_t rng_below(cl_gen_rng *rng, uint64_t n) {
+static uint64_t rng_below(cl_gen_rng *rng, uint64_t n)
+{
     __uint128_t m = (__uint128_t)cl_gen_rng_next(rng) * n;
     uint64_t low = (uint64_t)m;
     if (low < n) {
@@ -130,17 +143,20 @@ static uint64_t rng_below(cl_gen_rng *rng, uint64_t n) {
     return (uint64_t)(m >> 64);
 }
 
-static double normal_from_uniforms(double u1, double u2) {
+static double normal_from_uniforms(double u1, double u2)
+{
     /* Box-Muller; u1 in (0, 1] so the log is finite. */
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
-static double rng_normal(cl_gen_rng *rng) {
+static double rng_normal(cl_gen_rng *rng)
+{
     double u1 = 1.0 - cl_gen_rng_uniform(rng);
     return normal_from_uniforms(u1, cl_gen_rng_uniform(rng));
 }
 
-static int rng_pick(cl_gen_rng *rng, const weighted_name *table, int n) {
+static int rng_pick(cl_gen_rng *rng, const weighted_name *table, int n)
+{
     double u = cl_gen_rng_uniform(rng), acc = 0.0;
     for (int i = 0; i < n; i++) {
         acc += table[i].share;
@@ -149,7 +165,8 @@ static int rng_pick(cl_gen_rng *rng, const weighted_name *table, int n) {
     return n - 1;
 }
 
-static uint64_t mix64(uint64_t x) {
+static uint64_t mix64(uint64_t x)
+{
     uint64_t state = x;
     return cl_gen_splitmix64(&state);
 }
@@ -164,19 +181,22 @@ enum {
     DOMAIN_IDS,
 };
 
-static uint64_t key3(uint64_t seed, uint64_t domain, uint64_t index) {
+static uint64_t key3(uint64_t seed, uint64_t domain, uint64_t index)
+{
     uint64_t h = mix64(seed ^ 0x6A09E667F3BCC908ull);
     h = mix64(h ^ (domain * 0x9E3779B97F4A7C15ull));
     return mix64(h ^ index);
 }
 
-static void stream(cl_gen_rng *rng, uint64_t seed, uint64_t domain, uint64_t index) {
+static void stream(cl_gen_rng *rng, uint64_t seed, uint64_t domain, uint64_t index)
+{
     cl_gen_rng_seed(rng, key3(seed, domain, index));
 }
 
 /* Standard normal hashed from (opportunity, run, component): the per-run wobble of a
  * component, reproducible without any stored state. */
-static double hashed_normal(uint64_t seed, uint64_t opp, uint64_t run, uint64_t component) {
+static double hashed_normal(uint64_t seed, uint64_t opp, uint64_t run, uint64_t component)
+{
     uint64_t h = key3(seed, DOMAIN_NOISE, opp);
     h = mix64(h ^ (run * 0xD1B54A32D192ED03ull) ^ (component << 56));
     uint64_t h2 = mix64(h);
@@ -187,7 +207,8 @@ static double hashed_normal(uint64_t seed, uint64_t opp, uint64_t run, uint64_t 
 
 /* ---- civil dates (proleptic Gregorian; H. Hinnant's algorithms) ------------------ */
 
-static int32_t days_from_civil(int y, unsigned m, unsigned d) {
+static int32_t days_from_civil(int y, unsigned m, unsigned d)
+{
     y -= m <= 2;
     const int era = (y >= 0 ? y : y - 399) / 400;
     const unsigned yoe = (unsigned)(y - era * 400);
@@ -196,7 +217,8 @@ static int32_t days_from_civil(int y, unsigned m, unsigned d) {
     return era * 146097 + (int32_t)doe - 719468;
 }
 
-static void civil_from_days(int32_t z, int *y, unsigned *m, unsigned *d) {
+static void civil_from_days(int32_t z, int *y, unsigned *m, unsigned *d)
+{
     z += 719468;
     const int era = (z >= 0 ? z : z - 146096) / 146097;
     const unsigned doe = (unsigned)(z - era * 146097);
@@ -208,7 +230,8 @@ static void civil_from_days(int32_t z, int *y, unsigned *m, unsigned *d) {
     *y = (int)yoe + era * 400 + (*m <= 2);
 }
 
-static int32_t add_months(int32_t day, int months) {
+static int32_t add_months(int32_t day, int months)
+{
     int y;
     unsigned m, d;
     civil_from_days(day, &y, &m, &d);
@@ -222,13 +245,16 @@ static int32_t add_months(int32_t day, int months) {
 }
 
 /* 0 = Sunday .. 6 = Saturday (1970-01-01 was a Thursday). */
-static int weekday(int32_t day) { return (int)(((day % 7) + 11) % 7); }
+static int weekday(int32_t day)
+{
+    return (int)(((day % 7) + 11) % 7);
+}
 
 /* ---- the history ----------------------------------------------------------------- */
 
 typedef struct {
-    float fit;          /* latent account quality, N(0,1) */
-    float product_mix;  /* account-level parts of two components, N(0,1) */
+    float fit;         /* latent account quality, N(0,1) */
+    float product_mix; /* account-level parts of two components, N(0,1) */
     float upsell;
     uint8_t segment, region, industry;
     int8_t account_score; /* 0..100, -1: not scored (null) */
@@ -248,7 +274,7 @@ enum {
 typedef struct {
     int32_t created, first_close, reopen, close, expected, deleted;
     uint32_t account, owner;
-    uint32_t amount; /* whole currency units */
+    uint32_t amount;               /* whole currency units */
     float base[CL_GEN_COMPONENTS]; /* static part of each component, before time terms */
     uint16_t stage_entry[5];       /* day offsets from created of each stage reached */
     int16_t last_run;              /* -1: no run saw it before the final close */
@@ -269,7 +295,8 @@ struct cl_gen {
     cl_gen_counts counts;
 };
 
-void cl_gen_options_init(cl_gen_options *opt) {
+void cl_gen_options_init(cl_gen_options *opt)
+{
     memset(opt, 0, sizeof *opt);
     opt->seed = 1;
     opt->start_day = days_from_civil(2024, 1, 1);
@@ -286,7 +313,8 @@ void cl_gen_options_init(cl_gen_options *opt) {
 }
 
 int cl_gen_parse_weights(const char *text, double weights[CL_GEN_COMPONENTS], char *err,
-                         size_t errlen) {
+                         size_t errlen)
+{
     double parsed[CL_GEN_COMPONENTS];
     int seen[CL_GEN_COMPONENTS] = {0};
     const char *p = text;
@@ -296,8 +324,8 @@ int cl_gen_parse_weights(const char *text, double weights[CL_GEN_COMPONENTS], ch
         size_t len = end ? (size_t)(end - p) : strlen(p);
         const char *eq = memchr(p, '=', len);
         if (!eq)
-            return cl_seterr(err, errlen, CL_EINVAL,
-                             "true weights: item '%.*s' is not name=value", (int)len, p);
+            return cl_seterr(err, errlen, CL_EINVAL, "true weights: item '%.*s' is not name=value",
+                             (int)len, p);
         size_t name_len = (size_t)(eq - p);
         int which = -1;
         for (int i = 0; i < CL_GEN_COMPONENTS; i++)
@@ -330,8 +358,7 @@ int cl_gen_parse_weights(const char *text, double weights[CL_GEN_COMPONENTS], ch
         parsed[which] = v;
         seen[which] = 1;
         p = end ? end + 1 : p + len;
-        if (end && !*p)
-            return cl_seterr(err, errlen, CL_EINVAL, "true weights: trailing comma");
+        if (end && !*p) return cl_seterr(err, errlen, CL_EINVAL, "true weights: trailing comma");
     }
     double sum = 0.0;
     for (int i = 0; i < CL_GEN_COMPONENTS; i++) {
@@ -341,13 +368,13 @@ int cl_gen_parse_weights(const char *text, double weights[CL_GEN_COMPONENTS], ch
         sum += parsed[i];
     }
     if (fabs(sum - 1.0) > 1e-6)
-        return cl_seterr(err, errlen, CL_EINVAL, "true weights: they sum to %.6f, not 1",
-                         sum);
+        return cl_seterr(err, errlen, CL_EINVAL, "true weights: they sum to %.6f, not 1", sum);
     memcpy(weights, parsed, sizeof parsed);
     return CL_OK;
 }
 
-static int validate(const cl_gen_options *o, char *err, size_t errlen) {
+static int validate(const cl_gen_options *o, char *err, size_t errlen)
+{
     if (o->months < 1 || o->months > CL_GEN_MAX_MONTHS)
         return cl_seterr(err, errlen, CL_EINVAL, "months %d is outside 1..%d", o->months,
                          CL_GEN_MAX_MONTHS);
@@ -398,51 +425,67 @@ static int validate(const cl_gen_options *o, char *err, size_t errlen) {
     return CL_OK;
 }
 
-int32_t cl_gen_end_day(const cl_gen *g) { return g->end_day; }
-int cl_gen_run_count(const cl_gen *g) { return g->run_count; }
-int32_t cl_gen_run_day(const cl_gen *g, int run) {
+int32_t cl_gen_end_day(const cl_gen *g)
+{
+    return g->end_day;
+}
+int cl_gen_run_count(const cl_gen *g)
+{
+    return g->run_count;
+}
+int32_t cl_gen_run_day(const cl_gen *g, int run)
+{
     return g->opt.start_day + run * g->opt.run_interval_days;
 }
-const cl_gen_counts *cl_gen_get_counts(const cl_gen *g) { return &g->counts; }
+const cl_gen_counts *cl_gen_get_counts(const cl_gen *g)
+{
+    return &g->counts;
+}
 
 /* Open means: created, not yet finally closed, and not inside the closed gap between a
  * first close and a re-open. A scoring run at day t sees opportunities open at t
  * (runs happen at 06:00Z, before anything closes that day). */
-static int is_open(const opp_rec *o, int32_t day) {
+static int is_open(const opp_rec *o, int32_t day)
+{
     if (day < o->created || day >= o->close) return 0;
     if ((o->flags & OPP_REOPENED) && day >= o->first_close && day < o->reopen) return 0;
     return 1;
 }
 
-static double clamp(double x, double lo, double hi) { return x < lo ? lo : x > hi ? hi : x; }
+static double clamp(double x, double lo, double hi)
+{
+    return x < lo ? lo : x > hi ? hi : x;
+}
 
 /* The six components of opportunity `index` as seen on `day`; `noise_key` selects the
  * per-run wobble (the run number, or a key no run uses for the creation-day view). */
 static void components_at(const cl_gen *g, int64_t index, const opp_rec *o, int32_t day,
-                          uint64_t noise_key, uint8_t out[CL_GEN_COMPONENTS]) {
+                          uint64_t noise_key, uint8_t out[CL_GEN_COMPONENTS])
+{
     double drift = (double)(day - g->opt.start_day) / (double)g->horizon_days;
     double age = (double)(day - o->created);
     double planned = (double)(o->expected - o->created);
     double overdue = clamp(age / planned - 0.5, 0.0, 1.0); /* ageing past half the plan */
     double staleness = clamp(age / (2.0 * planned), 0.0, 1.0);
     double v[CL_GEN_COMPONENTS];
-    v[0] = o->base[0] - 20.0 * overdue;  /* speed_to_close falls as the deal drags */
-    v[1] = o->base[1];                   /* largest_deal: fixed by size */
-    v[2] = o->base[2] + 5.0 * drift;     /* product_mix: broader catalogue over time */
-    v[3] = o->base[3] + 3.0 * drift;     /* upsell_instances */
-    v[4] = o->base[4] + 6.0 * drift;     /* win_rate: the team gets better */
+    v[0] = o->base[0] - 20.0 * overdue; /* speed_to_close falls as the deal drags */
+    v[1] = o->base[1];                  /* largest_deal: fixed by size */
+    v[2] = o->base[2] + 5.0 * drift;    /* product_mix: broader catalogue over time */
+    v[3] = o->base[3] + 3.0 * drift;    /* upsell_instances */
+    v[4] = o->base[4] + 6.0 * drift;    /* win_rate: the team gets better */
     v[5] = o->base[5] - 12.0 * staleness - 6.0 * drift; /* recency decays with age */
     static const double noise_sd[CL_GEN_COMPONENTS] = {3.0, 2.0, 2.0, 2.0, 3.0, 8.0};
     for (int i = 0; i < CL_GEN_COMPONENTS; i++) {
-        double x = v[i] + noise_sd[i] * hashed_normal(g->opt.seed, (uint64_t)index, noise_key,
-                                                      (uint64_t)i);
+        double x = v[i] + noise_sd[i] *
+                              hashed_normal(g->opt.seed, (uint64_t)index, noise_key, (uint64_t)i);
         out[i] = (uint8_t)clamp(floor(x + 0.5), 0.0, 100.0);
     }
 }
 
 #define NOISE_KEY_CREATION 0xFFFFFFFFull
 
-static int stage_at(const opp_rec *o, int32_t day, int32_t *entered) {
+static int stage_at(const opp_rec *o, int32_t day, int32_t *entered)
+{
     if ((o->flags & OPP_REOPENED) && day >= o->reopen) {
         *entered = o->reopen;
         return CL_GEN_NEGOTIATION;
@@ -456,20 +499,24 @@ static int stage_at(const opp_rec *o, int32_t day, int32_t *entered) {
 }
 
 /* The close date a snapshot on `day` shows: the plan, pushed out once it has passed. */
-static int32_t expected_close_at(const opp_rec *o, int32_t day) {
+static int32_t expected_close_at(const opp_rec *o, int32_t day)
+{
     int32_t plan = o->expected;
     if ((o->flags & OPP_REOPENED) && day >= o->reopen) plan = o->reopen + 21;
     return day >= plan ? day + 14 : plan;
 }
 
-static int32_t score_hundredths(const uint8_t c[CL_GEN_COMPONENTS]) {
+static int32_t score_hundredths(const uint8_t c[CL_GEN_COMPONENTS])
+{
     int32_t s = 0;
-    for (int i = 0; i < CL_GEN_COMPONENTS; i++) s += cl_gen_seed_weight_hundredths[i] * c[i];
+    for (int i = 0; i < CL_GEN_COMPONENTS; i++)
+        s += cl_gen_seed_weight_hundredths[i] * c[i];
     return s; /* sum of weights x100 times components: the score in hundredths */
 }
 
 /* Last run that saw the opportunity open before its final close, or -1. */
-static int last_run_before_close(const cl_gen *g, const opp_rec *o) {
+static int last_run_before_close(const cl_gen *g, const opp_rec *o)
+{
     int interval = g->opt.run_interval_days;
     int32_t start = g->opt.start_day;
     if (o->close - 1 < start) return -1;
@@ -482,7 +529,8 @@ static int last_run_before_close(const cl_gen *g, const opp_rec *o) {
     return -1;
 }
 
-static void generate_opportunity(cl_gen *g, int64_t index) {
+static void generate_opportunity(cl_gen *g, int64_t index)
+{
     const cl_gen_options *opt = &g->opt;
     opp_rec *o = &g->opps[index];
     cl_gen_rng rng;
@@ -496,8 +544,10 @@ static void generate_opportunity(cl_gen *g, int64_t index) {
     int32_t created = opt->start_day + (int32_t)(t * g->horizon_days);
     if (created >= g->end_day) created = g->end_day - 1;
     int wd = weekday(created); /* reps rarely create deals at the weekend */
-    if (wd == 6) created -= 1;
-    else if (wd == 0) created = created + 1 < g->end_day ? created + 1 : created - 2;
+    if (wd == 6)
+        created -= 1;
+    else if (wd == 0)
+        created = created + 1 < g->end_day ? created + 1 : created - 2;
     if (created < opt->start_day) created = opt->start_day;
     o->created = created;
 
@@ -556,8 +606,7 @@ static void generate_opportunity(cl_gen *g, int64_t index) {
     int last = last_run_before_close(g, o);
     o->last_run = (int16_t)last;
     if (last >= 0)
-        components_at(g, index, o, cl_gen_run_day(g, last), (uint64_t)last,
-                      o->outcome_components);
+        components_at(g, index, o, cl_gen_run_day(g, last), (uint64_t)last, o->outcome_components);
     else
         components_at(g, index, o, o->created, NOISE_KEY_CREATION, o->outcome_components);
     double index_score = 0.0;
@@ -595,7 +644,8 @@ static void generate_opportunity(cl_gen *g, int64_t index) {
 
 static int build_ids(cl_gen *g);
 
-int cl_gen_create(const cl_gen_options *opt, cl_gen **out, char *err, size_t errlen) {
+int cl_gen_create(const cl_gen_options *opt, cl_gen **out, char *err, size_t errlen)
+{
     *out = NULL;
     int rc = validate(opt, err, errlen);
     if (rc != CL_OK) return rc;
@@ -606,10 +656,10 @@ int cl_gen_create(const cl_gen_options *opt, cl_gen **out, char *err, size_t err
     g->horizon_days = g->end_day - opt->start_day;
     g->run_count = (g->horizon_days + opt->run_interval_days - 1) / opt->run_interval_days;
     g->counts.opportunities = opt->opportunities;
-    g->counts.accounts = opt->accounts ? opt->accounts
-                                       : (opt->opportunities / 5 > 0 ? opt->opportunities / 5 : 1);
-    g->counts.owners = opt->owners ? opt->owners
-                                   : (opt->opportunities / 250 > 3 ? opt->opportunities / 250 : 3);
+    g->counts.accounts =
+        opt->accounts ? opt->accounts : (opt->opportunities / 5 > 0 ? opt->opportunities / 5 : 1);
+    g->counts.owners =
+        opt->owners ? opt->owners : (opt->opportunities / 250 > 3 ? opt->opportunities / 250 : 3);
     g->counts.runs = g->run_count;
     for (int i = 0; i < 3; i++) /* a seed-specific block of ids, like a separate org */
         g->id_base[i] = key3(opt->seed, DOMAIN_IDS, (uint64_t)i) % 1000000000000000ull;
@@ -642,7 +692,8 @@ int cl_gen_create(const cl_gen_options *opt, cl_gen **out, char *err, size_t err
         g->owners[i].region = (uint8_t)rng_pick(&rng, regions, REGION_COUNT);
         g->owners[i].skill = (float)rng_normal(&rng);
     }
-    for (int64_t i = 0; i < opt->opportunities; i++) generate_opportunity(g, i);
+    for (int64_t i = 0; i < opt->opportunities; i++)
+        generate_opportunity(g, i);
     if (build_ids(g) != CL_OK) {
         cl_gen_free(g);
         return cl_seterr(err, errlen, CL_ENOMEM, "out of memory for ids");
@@ -653,8 +704,8 @@ int cl_gen_create(const cl_gen_options *opt, cl_gen **out, char *err, size_t err
     for (int64_t i = 0; i < opt->opportunities; i++) {
         const opp_rec *o = &g->opps[i];
         int32_t end = g->end_day;
-        int first = (o->created - opt->start_day + opt->run_interval_days - 1) /
-                    opt->run_interval_days;
+        int first =
+            (o->created - opt->start_day + opt->run_interval_days - 1) / opt->run_interval_days;
         for (int k = first; k < g->run_count; k++) {
             int32_t day = cl_gen_run_day(g, k);
             if (day >= o->close) break;
@@ -675,24 +726,29 @@ int cl_gen_create(const cl_gen_options *opt, cl_gen **out, char *err, size_t err
             c->record_versions++;
             continue;
         }
-        if (o->flags & OPP_WON) c->closed_won++;
-        else c->closed_lost++;
+        if (o->flags & OPP_WON)
+            c->closed_won++;
+        else
+            c->closed_lost++;
         if (o->last_run < 0) c->unscored++;
     }
     *out = g;
     return CL_OK;
 }
 
-void cl_gen_free(cl_gen *g) {
+void cl_gen_free(cl_gen *g)
+{
     if (!g) return;
     free(g->accounts);
     free(g->owners);
     free(g->opps);
-    for (int i = 0; i < 3; i++) free(g->ids[i]);
+    for (int i = 0; i < 3; i++)
+        free(g->ids[i]);
     free(g);
 }
 
-int cl_gen_opportunity(const cl_gen *g, int64_t index, cl_gen_opportunity_info *out) {
+int cl_gen_opportunity(const cl_gen *g, int64_t index, cl_gen_opportunity_info *out)
+{
     if (index < 0 || index >= g->opt.opportunities) return CL_EINVAL;
     const opp_rec *o = &g->opps[index];
     out->created_day = o->created;
@@ -707,7 +763,8 @@ int cl_gen_opportunity(const cl_gen *g, int64_t index, cl_gen_opportunity_info *
     return CL_OK;
 }
 
-int cl_gen_snapshot_at(const cl_gen *g, int64_t index, int run, cl_gen_snapshot *out) {
+int cl_gen_snapshot_at(const cl_gen *g, int64_t index, int run, cl_gen_snapshot *out)
+{
     if (index < 0 || index >= g->opt.opportunities || run < 0 || run >= g->run_count) return 0;
     const opp_rec *o = &g->opps[index];
     int32_t day = cl_gen_run_day(g, run);
@@ -724,12 +781,13 @@ int cl_gen_snapshot_at(const cl_gen *g, int64_t index, int run, cl_gen_snapshot 
 
 /* ---- Salesforce ids ---------------------------------------------------------------- */
 
-void cl_gen_salesforce_id(const char *prefix, uint64_t number, char out[19]) {
+void cl_gen_salesforce_id(const char *prefix, uint64_t number, char out[19])
+{
     /* Digits in ASCII order, so ids sort like the numbers they encode. */
-    static const char digits[] =
-        "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    static const char digits[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     static const char checksum_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
-    for (int i = 0; i < 3; i++) out[i] = prefix[i];
+    for (int i = 0; i < 3; i++)
+        out[i] = prefix[i];
     for (int i = 14; i >= 3; i--) {
         out[i] = digits[number % 62];
         number /= 62;
@@ -749,11 +807,13 @@ void cl_gen_salesforce_id(const char *prefix, uint64_t number, char out[19]) {
 enum { ID_ACCOUNT = 0, ID_USER, ID_OPPORTUNITY };
 static const char *const id_prefix[3] = {"001", "005", "006"};
 
-static void entity_id(const cl_gen *g, int kind, int64_t index, char out[19]) {
+static void entity_id(const cl_gen *g, int kind, int64_t index, char out[19])
+{
     memcpy(out, g->ids[kind][index], 19);
 }
 
-static int build_ids(cl_gen *g) {
+static int build_ids(cl_gen *g)
+{
     const int64_t count[3] = {g->counts.accounts, g->counts.owners, g->counts.opportunities};
     for (int kind = 0; kind < 3; kind++) {
         g->ids[kind] = malloc((size_t)count[kind] * sizeof *g->ids[kind]);
@@ -778,7 +838,8 @@ typedef struct {
     char buf[OUT_BUFSIZE];
 } out_file;
 
-static int out_open(out_file *o, const char *dir, const char *name, char *err, size_t errlen) {
+static int out_open(out_file *o, const char *dir, const char *name, char *err, size_t errlen)
+{
     int n1 = snprintf(o->path, sizeof o->path, "%s/%s", dir, name);
     int n2 = snprintf(o->tmp_path, sizeof o->tmp_path, "%s/.%s.tmp", dir, name);
     if (n1 < 0 || n2 < 0 || (size_t)n1 >= sizeof o->path || (size_t)n2 >= sizeof o->tmp_path)
@@ -787,23 +848,25 @@ static int out_open(out_file *o, const char *dir, const char *name, char *err, s
     o->error = 0;
     o->f = fopen(o->tmp_path, "wb");
     if (!o->f)
-        return cl_seterr(err, errlen, CL_EIO, "cannot create %s: %s", o->tmp_path,
-                         strerror(errno));
+        return cl_seterr(err, errlen, CL_EIO, "cannot create %s: %s", o->tmp_path, strerror(errno));
     return CL_OK;
 }
 
-static void out_flush(out_file *o) {
+static void out_flush(out_file *o)
+{
     if (o->len && !o->error && fwrite(o->buf, 1, o->len, o->f) != o->len)
         o->error = errno ? errno : EIO;
     o->len = 0;
 }
 
-static inline char *out_reserve(out_file *o, size_t n) {
+static inline char *out_reserve(out_file *o, size_t n)
+{
     if (o->len + n > OUT_BUFSIZE) out_flush(o);
     return o->buf + o->len;
 }
 
-static void out_mem(out_file *o, const char *s, size_t n) {
+static void out_mem(out_file *o, const char *s, size_t n)
+{
     if (n > OUT_BUFSIZE / 2) {
         out_flush(o);
         if (!o->error && fwrite(s, 1, n, o->f) != n) o->error = errno ? errno : EIO;
@@ -813,14 +876,19 @@ static void out_mem(out_file *o, const char *s, size_t n) {
     o->len += n;
 }
 
-static void out_str(out_file *o, const char *s) { out_mem(o, s, strlen(s)); }
+static void out_str(out_file *o, const char *s)
+{
+    out_mem(o, s, strlen(s));
+}
 
-static void out_char(out_file *o, char ch) {
+static void out_char(out_file *o, char ch)
+{
     *out_reserve(o, 1) = ch;
     o->len++;
 }
 
-static void out_u64(out_file *o, uint64_t v) {
+static void out_u64(out_file *o, uint64_t v)
+{
     char tmp[24];
     int n = 0;
     do {
@@ -828,11 +896,13 @@ static void out_u64(out_file *o, uint64_t v) {
         v /= 10;
     } while (v);
     char *p = out_reserve(o, (size_t)n);
-    for (int i = 0; i < n; i++) p[i] = tmp[n - 1 - i];
+    for (int i = 0; i < n; i++)
+        p[i] = tmp[n - 1 - i];
     o->len += (size_t)n;
 }
 
-static void out_i64(out_file *o, int64_t v) {
+static void out_i64(out_file *o, int64_t v)
+{
     if (v < 0) {
         out_char(o, '-');
         out_u64(o, (uint64_t)(-(v + 1)) + 1);
@@ -842,7 +912,8 @@ static void out_i64(out_file *o, int64_t v) {
 }
 
 /* v / 100 with exactly two decimals ("57.35", "-0.05"). */
-static void out_hundredths(out_file *o, int64_t v) {
+static void out_hundredths(out_file *o, int64_t v)
+{
     if (v < 0) {
         out_char(o, '-');
         v = -v;
@@ -855,14 +926,16 @@ static void out_hundredths(out_file *o, int64_t v) {
     o->len += 3;
 }
 
-static void put_digits(char *p, unsigned v, int width) {
+static void put_digits(char *p, unsigned v, int width)
+{
     for (int i = width - 1; i >= 0; i--) {
         p[i] = (char)('0' + v % 10);
         v /= 10;
     }
 }
 
-static void out_date(out_file *o, int32_t day) {
+static void out_date(out_file *o, int32_t day)
+{
     int y;
     unsigned m, d;
     civil_from_days(day, &y, &m, &d);
@@ -876,7 +949,8 @@ static void out_date(out_file *o, int32_t day) {
 }
 
 /* "2025-03-03T06:00:00.000Z", or with salesforce_zone "...000+0000". */
-static void out_timestamp(out_file *o, int32_t day, int32_t ms_of_day, int salesforce_zone) {
+static void out_timestamp(out_file *o, int32_t day, int32_t ms_of_day, int salesforce_zone)
+{
     out_date(o, day);
     char *p = out_reserve(o, 18);
     p[0] = 'T';
@@ -897,7 +971,8 @@ static void out_timestamp(out_file *o, int32_t day, int32_t ms_of_day, int sales
 }
 
 /* RFC 4180: quote a field only when it holds a comma, quote or line break. */
-static void out_csv_field(out_file *o, const char *s) {
+static void out_csv_field(out_file *o, const char *s)
+{
     if (!strpbrk(s, ",\"\r\n")) {
         out_str(o, s);
         return;
@@ -910,7 +985,8 @@ static void out_csv_field(out_file *o, const char *s) {
     out_char(o, '"');
 }
 
-static void out_json_string(out_file *o, const char *s) {
+static void out_json_string(out_file *o, const char *s)
+{
     out_char(o, '"');
     for (; *s; s++) {
         unsigned char ch = (unsigned char)*s;
@@ -929,7 +1005,8 @@ static void out_json_string(out_file *o, const char *s) {
     out_char(o, '"');
 }
 
-static int out_close(out_file *o, char *err, size_t errlen) {
+static int out_close(out_file *o, char *err, size_t errlen)
+{
     out_flush(o);
     int write_error = o->error;
     if (fclose(o->f) != 0 && !write_error) write_error = errno ? errno : EIO;
@@ -942,13 +1019,14 @@ static int out_close(out_file *o, char *err, size_t errlen) {
     if (rename(o->tmp_path, o->path) != 0) {
         int e = errno;
         unlink(o->tmp_path);
-        return cl_seterr(err, errlen, CL_EIO, "cannot rename %s to %s: %s", o->tmp_path,
-                         o->path, strerror(e));
+        return cl_seterr(err, errlen, CL_EIO, "cannot rename %s to %s: %s", o->tmp_path, o->path,
+                         strerror(e));
     }
     return CL_OK;
 }
 
-static void out_abort(out_file *o) {
+static void out_abort(out_file *o)
+{
     if (o->f) {
         fclose(o->f);
         o->f = NULL;
@@ -959,12 +1037,30 @@ static void out_abort(out_file *o) {
 /* ---- the files ------------------------------------------------------------------------- */
 
 static const char *const run_header[] = {
-    "run_id",        "snapshot_time",    "opportunity_id",   "account_id",
-    "owner_id",      "stage",            "amount",           "currency",
-    "created_date",  "expected_close_date", "days_in_stage", "segment",
-    "region",        "product",          "lead_source",      "type",
-    "speed_to_close", "largest_deal",    "product_mix",      "upsell_instances",
-    "win_rate",      "recency",          "opportunity_score", "account_score",
+    "run_id",
+    "snapshot_time",
+    "opportunity_id",
+    "account_id",
+    "owner_id",
+    "stage",
+    "amount",
+    "currency",
+    "created_date",
+    "expected_close_date",
+    "days_in_stage",
+    "segment",
+    "region",
+    "product",
+    "lead_source",
+    "type",
+    "speed_to_close",
+    "largest_deal",
+    "product_mix",
+    "upsell_instances",
+    "win_rate",
+    "recency",
+    "opportunity_score",
+    "account_score",
 };
 #define RUN_COLUMNS (sizeof run_header / sizeof run_header[0])
 #define SNAPSHOT_MS_OF_DAY (6 * 3600 * 1000)
@@ -977,12 +1073,14 @@ typedef struct {
     size_t column;
 } row_writer;
 
-static void row_begin(row_writer *w) {
+static void row_begin(row_writer *w)
+{
     w->column = 0;
     if (w->jsonl) out_char(w->o, '{');
 }
 
-static void row_key(row_writer *w) {
+static void row_key(row_writer *w)
+{
     if (w->jsonl) {
         if (w->column) out_char(w->o, ',');
         out_char(w->o, '"');
@@ -994,7 +1092,8 @@ static void row_key(row_writer *w) {
     w->column++;
 }
 
-static void row_string(row_writer *w, const char *s) {
+static void row_string(row_writer *w, const char *s)
+{
     row_key(w);
     if (!s) {
         if (w->jsonl) out_str(w->o, "null");
@@ -1005,25 +1104,31 @@ static void row_string(row_writer *w, const char *s) {
     }
 }
 
-static void row_date(row_writer *w, int32_t day) {
+static void row_date(row_writer *w, int32_t day)
+{
     row_key(w);
     if (w->jsonl) out_char(w->o, '"');
     out_date(w->o, day);
     if (w->jsonl) out_char(w->o, '"');
 }
 
-static void row_int(row_writer *w, int64_t v) {
+static void row_int(row_writer *w, int64_t v)
+{
     row_key(w);
-    if (v >= 0) out_i64(w->o, v);
-    else if (w->jsonl) out_str(w->o, "null");
+    if (v >= 0)
+        out_i64(w->o, v);
+    else if (w->jsonl)
+        out_str(w->o, "null");
 }
 
-static void row_hundredths(row_writer *w, int64_t v) {
+static void row_hundredths(row_writer *w, int64_t v)
+{
     row_key(w);
     out_hundredths(w->o, v);
 }
 
-static void row_end(row_writer *w) {
+static void row_end(row_writer *w)
+{
     if (w->jsonl) out_char(w->o, '}');
     out_char(w->o, '\n');
 }
@@ -1031,7 +1136,8 @@ static void row_end(row_writer *w) {
 /* Writes run `run` for the candidates in `active` (every opportunity that may be open
  * that day, in creation order). */
 static int write_run(cl_gen *g, const char *runs_dir, int run, const uint32_t *active,
-                     size_t active_count, out_file *o, char *err, size_t errlen) {
+                     size_t active_count, out_file *o, char *err, size_t errlen)
+{
     const cl_gen_options *opt = &g->opt;
     int32_t day = cl_gen_run_day(g, run);
     char run_id[24], name[64];
@@ -1039,7 +1145,8 @@ static int write_run(cl_gen *g, const char *runs_dir, int run, const uint32_t *a
     unsigned m, d;
     civil_from_days(day, &y, &m, &d);
     snprintf(run_id, sizeof run_id, "run-%04d-%02u-%02u", y, m, d);
-    snprintf(name, sizeof name, "%s.%s", run_id, opt->format == CL_GEN_FORMAT_JSONL ? "jsonl" : "csv");
+    snprintf(name, sizeof name, "%s.%s", run_id,
+             opt->format == CL_GEN_FORMAT_JSONL ? "jsonl" : "csv");
     int rc = out_open(o, runs_dir, name, err, errlen);
     if (rc != CL_OK) return rc;
     row_writer w = {.o = o, .jsonl = opt->format == CL_GEN_FORMAT_JSONL};
@@ -1081,7 +1188,8 @@ static int write_run(cl_gen *g, const char *runs_dir, int run, const uint32_t *a
         row_string(&w, rec->lead_source == LEAD_SOURCE_NULL ? NULL
                                                             : lead_sources[rec->lead_source].name);
         row_string(&w, types[rec->type].name);
-        for (int c = 0; c < CL_GEN_COMPONENTS; c++) row_int(&w, s.components[c]);
+        for (int c = 0; c < CL_GEN_COMPONENTS; c++)
+            row_int(&w, s.components[c]);
         row_hundredths(&w, s.opportunity_score_hundredths);
         row_int(&w, a->account_score);
         row_end(&w);
@@ -1091,7 +1199,8 @@ static int write_run(cl_gen *g, const char *runs_dir, int run, const uint32_t *a
 
 /* Milliseconds into the working day (13:00-23:00 UTC) at which a record changed;
  * hashed so each (opportunity, event) has a stable time. */
-static int32_t event_ms(const cl_gen *g, int64_t index, unsigned event) {
+static int32_t event_ms(const cl_gen *g, int64_t index, unsigned event)
+{
     uint64_t h = mix64(key3(g->opt.seed, DOMAIN_TIME_OF_DAY, (uint64_t)index) ^ event);
     return 13 * 3600000 + (int32_t)(h % (10ull * 3600000ull));
 }
@@ -1107,24 +1216,28 @@ typedef struct {
 
 /* ORDER BY SystemModstamp, Id, as the outcomes worker's SOQL does (ids sort like the
  * indexes they encode). */
-static int compare_versions(const void *pa, const void *pb) {
+static int compare_versions(const void *pa, const void *pb)
+{
     const record_version *a = pa, *b = pb;
     if (a->modstamp_ms != b->modstamp_ms) return a->modstamp_ms < b->modstamp_ms ? -1 : 1;
     if (a->index != b->index) return a->index < b->index ? -1 : 1;
     return a->event < b->event ? -1 : a->event > b->event;
 }
 
-static void write_salesforce_datetime(out_file *o, int64_t ms) {
+static void write_salesforce_datetime(out_file *o, int64_t ms)
+{
     out_char(o, '"');
     out_timestamp(o, (int32_t)(ms / 86400000), (int32_t)(ms % 86400000), 1);
     out_char(o, '"');
 }
 
-static int64_t event_time(const cl_gen *g, int64_t index, int32_t day, unsigned event) {
+static int64_t event_time(const cl_gen *g, int64_t index, int32_t day, unsigned event)
+{
     return (int64_t)day * 86400000 + event_ms(g, index, event);
 }
 
-static void write_record_version(cl_gen *g, out_file *o, const record_version *v) {
+static void write_record_version(cl_gen *g, out_file *o, const record_version *v)
+{
     const cl_gen_options *opt = &g->opt;
     const opp_rec *rec = &g->opps[v->index];
     char opp_id[19], account_id[19], owner_id[19];
@@ -1186,25 +1299,27 @@ static void write_record_version(cl_gen *g, out_file *o, const record_version *v
     out_str(o, ",\"Type\":");
     out_json_string(o, types[rec->type].name);
     out_str(o, ",\"LeadSource\":");
-    if (rec->lead_source == LEAD_SOURCE_NULL) out_str(o, "null");
-    else out_json_string(o, lead_sources[rec->lead_source].name);
+    if (rec->lead_source == LEAD_SOURCE_NULL)
+        out_str(o, "null");
+    else
+        out_json_string(o, lead_sources[rec->lead_source].name);
     out_str(o, ",\"CurrencyIsoCode\":");
     out_json_string(o, opt->currency);
     out_str(o, "}\n");
 }
 
-static int write_record_versions(cl_gen *g, const char *dir, out_file *o, char *err,
-                                 size_t errlen) {
+static int write_record_versions(cl_gen *g, const char *dir, out_file *o, char *err, size_t errlen)
+{
     size_t cap = (size_t)g->counts.record_versions, n = 0;
     record_version *versions = malloc((cap ? cap : 1) * sizeof *versions);
     if (!versions) return cl_seterr(err, errlen, CL_ENOMEM, "out of memory for record versions");
     int32_t end = g->end_day;
     for (int64_t i = 0; i < g->opt.opportunities; i++) {
         const opp_rec *r = &g->opps[i];
-#define ADD_VERSION(ms_, event_)                                                         \
-    do {                                                                                 \
-        if (n < cap) versions[n] = (record_version){(ms_), (uint32_t)i, (event_)};       \
-        n++;                                                                             \
+#define ADD_VERSION(ms_, event_)                                                                   \
+    do {                                                                                           \
+        if (n < cap) versions[n] = (record_version){(ms_), (uint32_t)i, (event_)};                 \
+        n++;                                                                                       \
     } while (0)
         if (r->first_close >= end) { /* open all along: its last change is a stage move */
             int32_t entered;
@@ -1228,13 +1343,14 @@ static int write_record_versions(cl_gen *g, const char *dir, out_file *o, char *
     /* The counting pass in cl_gen_create and this pass must agree exactly. */
     if (n != cap) {
         free(versions);
-        return cl_seterr(err, errlen, CL_ERR,
-                         "internal error: %zu record versions, expected %zu", n, cap);
+        return cl_seterr(err, errlen, CL_ERR, "internal error: %zu record versions, expected %zu",
+                         n, cap);
     }
     qsort(versions, n, sizeof *versions, compare_versions);
     int rc = out_open(o, dir, "opportunities.jsonl", err, errlen);
     if (rc == CL_OK) {
-        for (size_t i = 0; i < n; i++) write_record_version(g, o, &versions[i]);
+        for (size_t i = 0; i < n; i++)
+            write_record_version(g, o, &versions[i]);
         rc = out_close(o, err, errlen);
     }
     free(versions);
@@ -1246,7 +1362,8 @@ typedef struct {
     uint32_t index;
 } closed_key;
 
-static int compare_closed(const void *pa, const void *pb) {
+static int compare_closed(const void *pa, const void *pb)
+{
     const closed_key *a = pa, *b = pb;
     if (a->close != b->close) return a->close < b->close ? -1 : 1;
     return a->index < b->index ? -1 : a->index > b->index;
@@ -1254,8 +1371,8 @@ static int compare_closed(const void *pa, const void *pb) {
 
 /* The Salesforce report a team without API access would export: one row per
  * opportunity closed (and not deleted) at the end of the history, final state only. */
-static int write_closed_export(cl_gen *g, const char *dir, out_file *o, char *err,
-                               size_t errlen) {
+static int write_closed_export(cl_gen *g, const char *dir, out_file *o, char *err, size_t errlen)
+{
     size_t cap = (size_t)(g->counts.closed_won + g->counts.closed_lost), n = 0;
     closed_key *closed = malloc((cap ? cap : 1) * sizeof *closed);
     if (!closed) return cl_seterr(err, errlen, CL_ENOMEM, "out of memory for closed export");
@@ -1268,8 +1385,7 @@ static int write_closed_export(cl_gen *g, const char *dir, out_file *o, char *er
     }
     if (n != cap) {
         free(closed);
-        return cl_seterr(err, errlen, CL_ERR, "internal error: %zu closed, expected %zu", n,
-                         cap);
+        return cl_seterr(err, errlen, CL_ERR, "internal error: %zu closed, expected %zu", n, cap);
     }
     qsort(closed, n, sizeof *closed, compare_closed);
     int rc = out_open(o, dir, "closed_opportunities.csv", err, errlen);
@@ -1317,8 +1433,8 @@ static int write_closed_export(cl_gen *g, const char *dir, out_file *o, char *er
     return out_close(o, err, errlen);
 }
 
-static int write_reference_data(cl_gen *g, const char *dir, out_file *o, char *err,
-                                size_t errlen) {
+static int write_reference_data(cl_gen *g, const char *dir, out_file *o, char *err, size_t errlen)
+{
     char id[19];
     int rc = out_open(o, dir, "accounts.csv", err, errlen);
     if (rc != CL_OK) return rc;
@@ -1356,11 +1472,13 @@ static int write_reference_data(cl_gen *g, const char *dir, out_file *o, char *e
     return out_close(o, err, errlen);
 }
 
-static int json_set(json_t *obj, const char *key, json_t *value) {
+static int json_set(json_t *obj, const char *key, json_t *value)
+{
     return value && json_object_set_new(obj, key, value) == 0 ? 0 : -1;
 }
 
-static json_t *weights_json(const double *w) {
+static json_t *weights_json(const double *w)
+{
     json_t *obj = json_object();
     for (int i = 0; obj && i < CL_GEN_COMPONENTS; i++)
         if (json_set(obj, cl_gen_component_names[i], json_real(w[i])) != 0) {
@@ -1370,7 +1488,8 @@ static json_t *weights_json(const double *w) {
     return obj;
 }
 
-static json_t *truth_json(const cl_gen *g) {
+static json_t *truth_json(const cl_gen *g)
+{
     const cl_gen_options *opt = &g->opt;
     const cl_gen_counts *c = &g->counts;
     char start[11], end[11];
@@ -1447,8 +1566,8 @@ static json_t *truth_json(const cl_gen *g) {
     return root;
 }
 
-static int write_truth(const cl_gen *g, const char *dir, out_file *o, char *err,
-                       size_t errlen) {
+static int write_truth(const cl_gen *g, const char *dir, out_file *o, char *err, size_t errlen)
+{
     json_t *truth = truth_json(g);
     if (!truth) return cl_seterr(err, errlen, CL_ENOMEM, "out of memory building truth.json");
     char *text = json_dumps(truth, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
@@ -1464,20 +1583,22 @@ static int write_truth(const cl_gen *g, const char *dir, out_file *o, char *err,
     return rc;
 }
 
-static int make_dir(const char *path, char *err, size_t errlen) {
+static int make_dir(const char *path, char *err, size_t errlen)
+{
     if (mkdir(path, 0777) == 0 || errno == EEXIST) {
         struct stat st;
         if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return CL_OK;
         return cl_seterr(err, errlen, CL_EIO, "%s exists and is not a directory", path);
     }
-    return cl_seterr(err, errlen, CL_EIO, "cannot create directory %s: %s", path,
-                     strerror(errno));
+    return cl_seterr(err, errlen, CL_EIO, "cannot create directory %s: %s", path, strerror(errno));
 }
 
 /* With --force: drop run files of an earlier history so the directory holds exactly one. */
-static int remove_stale_runs(const char *runs_dir, char *err, size_t errlen) {
+static int remove_stale_runs(const char *runs_dir, char *err, size_t errlen)
+{
     DIR *dir = opendir(runs_dir);
-    if (!dir) return cl_seterr(err, errlen, CL_EIO, "cannot list %s: %s", runs_dir, strerror(errno));
+    if (!dir)
+        return cl_seterr(err, errlen, CL_EIO, "cannot list %s: %s", runs_dir, strerror(errno));
     struct dirent *e;
     int rc = CL_OK;
     while (rc == CL_OK && (e = readdir(dir)) != NULL) {
@@ -1489,8 +1610,8 @@ static int remove_stale_runs(const char *runs_dir, char *err, size_t errlen) {
         char path[PATH_CAP];
         int n = snprintf(path, sizeof path, "%s/%s", runs_dir, e->d_name);
         if (n < 0 || (size_t)n >= sizeof path || unlink(path) != 0)
-            rc = cl_seterr(err, errlen, CL_EIO, "cannot remove stale run file %s/%s",
-                           runs_dir, e->d_name);
+            rc = cl_seterr(err, errlen, CL_EIO, "cannot remove stale run file %s/%s", runs_dir,
+                           e->d_name);
     }
     closedir(dir);
     return rc;
@@ -1499,7 +1620,8 @@ static int remove_stale_runs(const char *runs_dir, char *err, size_t errlen) {
 /* Scanning every opportunity for every run would touch the whole history once per run;
  * instead keep the set of opportunities created and not yet finally closed, entering
  * in creation order (a counting sort by creation day) and leaving at their close. */
-static int write_runs(cl_gen *g, const char *runs_dir, out_file *o, char *err, size_t errlen) {
+static int write_runs(cl_gen *g, const char *runs_dir, out_file *o, char *err, size_t errlen)
+{
     size_t n = (size_t)g->opt.opportunities, days = (size_t)g->horizon_days;
     uint32_t *order = malloc(n * sizeof *order), *active = malloc(n * sizeof *active);
     size_t *first = calloc(days + 1, sizeof *first);
@@ -1509,8 +1631,10 @@ static int write_runs(cl_gen *g, const char *runs_dir, out_file *o, char *err, s
         free(first);
         return cl_seterr(err, errlen, CL_ENOMEM, "out of memory for the run index");
     }
-    for (size_t i = 0; i < n; i++) first[g->opps[i].created - g->opt.start_day + 1]++;
-    for (size_t d = 1; d <= days; d++) first[d] += first[d - 1];
+    for (size_t i = 0; i < n; i++)
+        first[g->opps[i].created - g->opt.start_day + 1]++;
+    for (size_t d = 1; d <= days; d++)
+        first[d] += first[d - 1];
     for (size_t i = 0; i < n; i++)
         order[first[g->opps[i].created - g->opt.start_day]++] = (uint32_t)i;
     size_t entered = 0, active_count = 0;
@@ -1531,7 +1655,8 @@ static int write_runs(cl_gen *g, const char *runs_dir, out_file *o, char *err, s
     return rc;
 }
 
-int cl_gen_write(cl_gen *g, const char *out_dir, int force, char *err, size_t errlen) {
+int cl_gen_write(cl_gen *g, const char *out_dir, int force, char *err, size_t errlen)
+{
     char runs_dir[PATH_CAP], outcomes_dir[PATH_CAP], truth_path[PATH_CAP];
     int n1 = snprintf(runs_dir, sizeof runs_dir, "%s/runs", out_dir);
     int n2 = snprintf(outcomes_dir, sizeof outcomes_dir, "%s/outcomes", out_dir);
@@ -1551,8 +1676,8 @@ int cl_gen_write(cl_gen *g, const char *out_dir, int force, char *err, size_t er
         /* Remove the old truth first: a crash mid-rewrite must not leave it describing
          * files that no longer match. */
         if (unlink(truth_path) != 0 && errno != ENOENT)
-            rc = cl_seterr(err, errlen, CL_EIO, "cannot remove %s: %s", truth_path,
-                           strerror(errno));
+            rc =
+                cl_seterr(err, errlen, CL_EIO, "cannot remove %s: %s", truth_path, strerror(errno));
         if (rc == CL_OK) rc = remove_stale_runs(runs_dir, err, errlen);
     }
     if (rc != CL_OK) return rc;

@@ -70,19 +70,19 @@ typedef enum { CL_GEN_FORMAT_CSV = 0, CL_GEN_FORMAT_JSONL } cl_gen_format;
 
 typedef struct {
     uint64_t seed;
-    int32_t start_day;       /* days since 1970-01-01 of the first day of history */
-    int months;              /* history length; ends on start + months (exclusive) */
-    int64_t opportunities;   /* created uniformly-with-growth over the history */
-    int64_t accounts;        /* 0: opportunities / 5 (at least 1) */
-    int64_t owners;          /* 0: opportunities / 250 (at least 3) */
-    int run_interval_days;   /* a scoring run every N days from start_day, 06:00Z */
-    cl_gen_format format;    /* of the run files */
-    int learned_factors;     /* add owner-skill and lead-source effects to the logit */
-    double reopen_rate;      /* share of closed opportunities later re-opened */
-    double delete_rate;      /* share of closed opportunities later deleted */
-    char currency[4];        /* ISO 4217, three upper-case letters */
+    int32_t start_day;     /* days since 1970-01-01 of the first day of history */
+    int months;            /* history length; ends on start + months (exclusive) */
+    int64_t opportunities; /* created uniformly-with-growth over the history */
+    int64_t accounts;      /* 0: opportunities / 5 (at least 1) */
+    int64_t owners;        /* 0: opportunities / 250 (at least 3) */
+    int run_interval_days; /* a scoring run every N days from start_day, 06:00Z */
+    cl_gen_format format;  /* of the run files */
+    int learned_factors;   /* add owner-skill and lead-source effects to the logit */
+    double reopen_rate;    /* share of closed opportunities later re-opened */
+    double delete_rate;    /* share of closed opportunities later deleted */
+    char currency[4];      /* ISO 4217, three upper-case letters */
     double true_weights[CL_GEN_COMPONENTS]; /* >= 0, sum to 1 */
-    double intercept, slope; /* slope > 0 */
+    double intercept, slope;                /* slope > 0 */
 } cl_gen_options;
 
 /* Defaults: seed 1, 2024-01-01, 18 months, 20000 opportunities, weekly runs, CSV,
@@ -96,14 +96,14 @@ int cl_gen_parse_weights(const char *text, double weights[CL_GEN_COMPONENTS], ch
 
 typedef struct {
     int64_t accounts, owners, opportunities;
-    int64_t runs;          /* scoring runs in the history */
-    int64_t snapshots;     /* rows over all run files */
-    int64_t closed_won;    /* final state Closed Won before the end, not deleted */
-    int64_t closed_lost;   /* final state Closed Lost before the end, not deleted */
-    int64_t deleted;       /* deleted before the end (tombstones) */
-    int64_t reopened;      /* re-opened before the end */
-    int64_t open_at_end;   /* not closed (or re-opened and not closed again) at the end */
-    int64_t unscored;      /* closed, not deleted, and never seen by a scoring run */
+    int64_t runs;            /* scoring runs in the history */
+    int64_t snapshots;       /* rows over all run files */
+    int64_t closed_won;      /* final state Closed Won before the end, not deleted */
+    int64_t closed_lost;     /* final state Closed Lost before the end, not deleted */
+    int64_t deleted;         /* deleted before the end (tombstones) */
+    int64_t reopened;        /* re-opened before the end */
+    int64_t open_at_end;     /* not closed (or re-opened and not closed again) at the end */
+    int64_t unscored;        /* closed, not deleted, and never seen by a scoring run */
     int64_t record_versions; /* lines of outcomes/opportunities.jsonl */
 } cl_gen_counts;
 
@@ -135,7 +135,7 @@ typedef struct {
     int won;                 /* final outcome (drawn even when it lies beyond the end) */
     int last_run;            /* run whose components decided the outcome; -1: none */
     uint8_t components[CL_GEN_COMPONENTS]; /* the components the outcome was drawn on */
-    double win_probability;  /* P(won) under the true model */
+    double win_probability;                /* P(won) under the true model */
 } cl_gen_opportunity_info;
 
 int cl_gen_opportunity(const cl_gen *g, int64_t index, cl_gen_opportunity_info *out);

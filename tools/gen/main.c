@@ -13,8 +13,8 @@
 
 static const cl_option gen_options[] = {
     {"out", CL_OPT_STRING, "out", "Output directory (runs/, outcomes/, truth.json, ...).", 0, 0, 0},
-    {"seed", CL_OPT_INT, "1", "PRNG seed; the same seed and options give byte-identical files.",
-     0, 0, 9007199254740992.0},
+    {"seed", CL_OPT_INT, "1", "PRNG seed; the same seed and options give byte-identical files.", 0,
+     0, 9007199254740992.0},
     {"start-date", CL_OPT_STRING, "2024-01-01", "First day of the history (YYYY-MM-DD).", 0, 0, 0},
     {"months", CL_OPT_INT, "18", "Length of the history in months.", 0, 1, CL_GEN_MAX_MONTHS},
     {"opportunities", CL_OPT_INT, "20000", "Opportunities created over the history.", 0, 1,
@@ -29,8 +29,8 @@ static const cl_option gen_options[] = {
      "Add owner-skill and lead-source effects to the true model (signal beyond the six "
      "components).",
      0, 0, 0},
-    {"reopen-rate", CL_OPT_DOUBLE, "0.02", "Share of closed opportunities later re-opened.", 0,
-     0, 0.5},
+    {"reopen-rate", CL_OPT_DOUBLE, "0.02", "Share of closed opportunities later re-opened.", 0, 0,
+     0.5},
     {"delete-rate", CL_OPT_DOUBLE, "0.01", "Share of closed opportunities later deleted.", 0, 0,
      0.5},
     {"currency", CL_OPT_STRING, "USD", "ISO 4217 currency of every amount.", 0, 0, 0},
@@ -39,17 +39,15 @@ static const cl_option gen_options[] = {
      "upsell_instances=0.1,win_rate=0.35,recency=0.1 (the default).",
      0, 0, 0},
     {"true-intercept", CL_OPT_DOUBLE, NULL,
-     "Intercept a of the true model (unset: the documented default, ~30% win rate).", 0, -100,
-     100},
+     "Intercept a of the true model (unset: the documented default, ~30% win rate).", 0, -100, 100},
     {"true-slope", CL_OPT_DOUBLE, NULL,
-     "Slope b of the true model per score point (unset: the documented default).", 0, 0.0001,
-     10},
+     "Slope b of the true model per score point (unset: the documented default).", 0, 0.0001, 10},
     {"force", CL_OPT_BOOL, "false", "Replace a history already in --out.", 0, 0, 0},
     {NULL, 0, NULL, NULL, 0, 0, 0},
 };
 
-static int options_from_config(const cl_config *cfg, cl_gen_options *opt, char *err,
-                               size_t errlen) {
+static int options_from_config(const cl_config *cfg, cl_gen_options *opt, char *err, size_t errlen)
+{
     cl_gen_options_init(opt);
     opt->seed = (uint64_t)cl_config_int(cfg, "seed");
     const char *start = cl_config_str(cfg, "start-date");
@@ -62,8 +60,10 @@ static int options_from_config(const cl_config *cfg, cl_gen_options *opt, char *
     opt->owners = cl_config_int(cfg, "owners");
     opt->run_interval_days = (int)cl_config_int(cfg, "run-interval-days");
     const char *format = cl_config_str(cfg, "format");
-    if (format && strcmp(format, "csv") == 0) opt->format = CL_GEN_FORMAT_CSV;
-    else if (format && strcmp(format, "jsonl") == 0) opt->format = CL_GEN_FORMAT_JSONL;
+    if (format && strcmp(format, "csv") == 0)
+        opt->format = CL_GEN_FORMAT_CSV;
+    else if (format && strcmp(format, "jsonl") == 0)
+        opt->format = CL_GEN_FORMAT_JSONL;
     else
         return cl_seterr(err, errlen, CL_EINVAL, "format (%s): '%s' is not csv or jsonl",
                          cl_config_source(cfg, "format"), format ? format : "");
@@ -84,7 +84,8 @@ static int options_from_config(const cl_config *cfg, cl_gen_options *opt, char *
     return CL_OK;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     static const cl_option *const tables[] = {gen_options, NULL};
     char err[CL_ERRLEN];
     cl_log_init("gen", CL_LOG_INFO, CL_LOG_LOGFMT);
@@ -129,8 +130,7 @@ int main(int argc, char **argv) {
     rc = cl_gen_create(&opt, &gen, err, sizeof err);
     if (rc == CL_OK) rc = cl_gen_write(gen, out_dir ? out_dir : "", force, err, sizeof err);
     if (rc != CL_OK) {
-        cl_log(CL_LOG_ERROR, "generate_failed", "out=%s error=\"%s\"", out_dir ? out_dir : "",
-               err);
+        cl_log(CL_LOG_ERROR, "generate_failed", "out=%s error=\"%s\"", out_dir ? out_dir : "", err);
         cl_gen_free(gen);
         cl_config_free(cfg);
         return rc == CL_EINVAL ? 2 : 1;
@@ -139,10 +139,10 @@ int main(int argc, char **argv) {
     cl_log(CL_LOG_INFO, "history_written",
            "out=%s seed=%llu opportunities=%lld runs=%lld snapshots=%lld closed_won=%lld "
            "closed_lost=%lld reopened=%lld deleted=%lld open_at_end=%lld elapsed_ms=%lld",
-           out_dir, (unsigned long long)opt.seed, (long long)c->opportunities,
-           (long long)c->runs, (long long)c->snapshots, (long long)c->closed_won,
-           (long long)c->closed_lost, (long long)c->reopened, (long long)c->deleted,
-           (long long)c->open_at_end, (long long)(cl_mono_ms() - started));
+           out_dir, (unsigned long long)opt.seed, (long long)c->opportunities, (long long)c->runs,
+           (long long)c->snapshots, (long long)c->closed_won, (long long)c->closed_lost,
+           (long long)c->reopened, (long long)c->deleted, (long long)c->open_at_end,
+           (long long)(cl_mono_ms() - started));
     cl_gen_free(gen);
     cl_config_free(cfg);
     return 0;
