@@ -9,6 +9,7 @@
 
 #include "csv.h"
 #include "outcomes/outcome_mapping.h"
+#include "outcomes/outcomes.h"
 
 static json_t *record(const char *text)
 {
@@ -187,6 +188,29 @@ static void test_csv_bulk_results(void **state)
     cl_csv_reader_free(&r);
 }
 
+static void test_position_round_trip_and_corruption(void **state)
+{
+    cl_outcomes_position p = {.active = 1, .before_ms = 1717200000000LL,
+                              .from_ms = 1717100000000LL};
+    strcpy(p.job_id, "750xx000000001AAA");
+    strcpy(p.locator, "MTAwMDA");
+    cl_buf b;
+    cl_buf_init(&b, 0);
+    assert_int_equal(cl_outcomes_position_encode(&p, &b), CL_OK);
+    cl_outcomes_position q;
+    char err[CL_ERRLEN];
+    assert_int_equal(cl_outcomes_position_decode(b.data, b.len, &q, err, sizeof err), CL_OK);
+    assert_true(q.active && q.before_ms == p.before_ms && q.from_ms == p.from_ms);
+    assert_string_equal(q.job_id, p.job_id);
+    assert_string_equal(q.locator, p.locator);
+    const char *bad[] = {"", "{", "{\"before\":1,\"from\":2,\"job\":\"\",\"locator\":\"\"}",
+                         "{\"before\":\"x\",\"from\":0,\"job\":\"\",\"locator\":\"\"}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(cl_outcomes_position_decode(bad[i], strlen(bad[i]), &q, err, sizeof err),
+                         CL_EINVAL);
+    cl_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -195,6 +219,7 @@ int main(void)
         cmocka_unit_test(test_decide),
         cmocka_unit_test(test_csv_report_export),
         cmocka_unit_test(test_csv_bulk_results),
+        cmocka_unit_test(test_position_round_trip_and_corruption),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -168,6 +168,19 @@ static void test_auth_settings_are_checked(void **state)
     assert_int_equal(cl_sf_auth_init(&a, &s, err, sizeof err), CL_EINVAL);
 }
 
+static void test_urls_must_be_https_unless_loopback(void **state)
+{
+    assert_true(cl_sf_url_allowed("https://login.salesforce.com"));
+    assert_true(cl_sf_url_allowed("https://acme.my.salesforce.com/"));
+    assert_true(cl_sf_url_allowed("http://127.0.0.1:8080"));
+    assert_true(cl_sf_url_allowed("http://localhost"));
+    assert_false(cl_sf_url_allowed("http://login.salesforce.com"));
+    assert_false(cl_sf_url_allowed("http://127.0.0.1.evil.example"));
+    assert_false(cl_sf_url_allowed("http://localhost.evil.example/"));
+    assert_false(cl_sf_url_allowed("https://"));
+    assert_false(cl_sf_url_allowed("file:///etc/passwd"));
+}
+
 static void test_token_responses(void **state)
 {
     cl_sf_token t;
@@ -183,6 +196,10 @@ static void test_token_responses(void **state)
     assert_non_null(strstr(err, "HTTP 400 invalid_grant: user hasn't approved"));
     assert_int_equal(cl_sf_token_parse(503, "<html>", 6, &t, err, sizeof err), CL_EAGAIN);
     assert_int_equal(cl_sf_token_parse(200, "{\"access_", 9, &t, err, sizeof err), CL_EAGAIN);
+    const char *plain = "{\"access_token\":\"00Dxx!AQ.secret\",\"instance_url\":"
+                        "\"http://acme.my.salesforce.com\"}";
+    assert_int_equal(cl_sf_token_parse(200, plain, strlen(plain), &t, err, sizeof err),
+                     CL_EINVAL);
     const char *noinst = "{\"access_token\":\"00Dxx!AQ.secret\"}";
     assert_int_equal(cl_sf_token_parse(200, noinst, strlen(noinst), &t, err, sizeof err),
                      CL_EINVAL);
@@ -303,6 +320,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_jwt_bearer_assertion_verifies),
         cmocka_unit_test(test_auth_settings_are_checked),
+        cmocka_unit_test(test_urls_must_be_https_unless_loopback),
         cmocka_unit_test(test_token_responses),
         cmocka_unit_test(test_limit_info),
         cmocka_unit_test(test_classify),

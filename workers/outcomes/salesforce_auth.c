@@ -102,14 +102,28 @@ static int load_private_key(cl_sf_auth *a, const char *path, char *err, size_t e
     return CL_OK;
 }
 
+int cl_sf_url_allowed(const char *url)
+{
+    if (strncmp(url, "https://", 8) == 0)
+        return url[8] != '\0' && url[8] != '/';
+    static const char *const loopback[] = {"http://127.0.0.1", "http://localhost", "http://[::1]"};
+    for (size_t i = 0; i < sizeof loopback / sizeof loopback[0]; i++) {
+        size_t n = strlen(loopback[i]);
+        if (strncmp(url, loopback[i], n) == 0 && (url[n] == '\0' || url[n] == ':' || url[n] == '/'))
+            return 1;
+    }
+    return 0;
+}
+
 int cl_sf_auth_init(cl_sf_auth *a, const cl_sf_auth_settings *s, char *err, size_t errlen)
 {
     memset(a, 0, sizeof *a);
     a->kind = s->kind;
-    if (!s->login_url || strncmp(s->login_url, "http", 4) != 0)
+    if (!s->login_url || !cl_sf_url_allowed(s->login_url))
         return cl_seterr(err, errlen, CL_EINVAL,
-                         "salesforce.login.url must be an https URL (e.g. "
-                         "https://login.salesforce.com or your My Domain)");
+                         "salesforce.login.url '%.100s' must be an https URL (e.g. "
+                         "https://login.salesforce.com or your My Domain)",
+                         s->login_url ? s->login_url : "");
     size_t n = strlen(s->login_url);
     while (n > 0 && s->login_url[n - 1] == '/')
         n--;
@@ -311,7 +325,7 @@ int cl_sf_token_parse(long http_status, const char *body, size_t len, cl_sf_toke
     if (!at || !at[0] || cl_strlcpy(tok->access_token, at, sizeof tok->access_token) != CL_OK)
         rc = cl_seterr(err, errlen, CL_EINVAL,
                        "token endpoint: response has no usable access_token");
-    else if (!iu || strncmp(iu, "http", 4) != 0 ||
+    else if (!iu || !cl_sf_url_allowed(iu) ||
              cl_strlcpy(tok->instance_url, iu, sizeof tok->instance_url) != CL_OK)
         rc = cl_seterr(err, errlen, CL_EINVAL,
                        "token endpoint: response has no usable instance_url");

@@ -83,6 +83,10 @@ typedef struct {
 int cl_sf_token_parse(long http_status, const char *body, size_t len, cl_sf_token *tok,
                       char *err, size_t errlen);
 
+/* Tokens travel only over https; plain http is accepted for loopback hosts (the test
+ * server) and nothing else. */
+int cl_sf_url_allowed(const char *url);
+
 /* base64url without padding (RFC 7515 §2). */
 int cl_base64url_append(cl_buf *out, const unsigned char *data, size_t len);
 

@@ -238,6 +238,10 @@ int cl_sf_client_new(cl_sf_client **out, const cl_sf_client_settings *s, cl_sf_a
         cl_sf_client_free(c);
         return cl_seterr(err, errlen, CL_EINVAL, "salesforce.instance.url is too long");
     }
+    if (c->instance_override[0] && !cl_sf_url_allowed(c->instance_override)) {
+        cl_sf_client_free(c);
+        return cl_seterr(err, errlen, CL_EINVAL, "salesforce.instance.url must be an https URL");
+    }
     size_t n = strlen(c->instance_override);
     while (n > 0 && c->instance_override[n - 1] == '/')
         c->instance_override[--n] = '\0';
