@@ -344,6 +344,75 @@ static void test_stop_flag_follows_signals(void **state)
     cl_stop_reset();
 }
 
+/* ---------------------------------------------------------------- producer without a broker */
+
+typedef struct {
+    int calls, status;
+    void *opaque;
+} one_report;
+
+static void record_report(void *opaque, int status, const char *topic, int32_t partition,
+                          int64_t offset, const char *reason, void *ud)
+{
+    one_report *r = ud;
+    r->calls++;
+    r->status = status;
+    r->opaque = opaque;
+    assert_string_equal(topic, "closedloop.snapshots");
+    assert_non_null(reason);
+}
+
+static void test_unacknowledged_records_are_reported_on_close(void **state)
+{
+    (void)state;
+    /* Nothing listens on port 1: the record can only stay queued. Closing must not lose
+     * it silently: its callback reports CL_ESTOP and close says CL_ETIMEOUT. */
+    cl_config *cfg = new_config();
+    set(cfg, "brokers", "127.0.0.1:1");
+    set(cfg, "kafka.log_level", "0");
+    one_report rep = {0, 0, NULL};
+    cl_producer_opts opts = {.on_delivery = record_report, .ud = &rep};
+    cl_producer *p;
+    char err[CL_ERRLEN];
+    assert_int_equal(cl_producer_new(cfg, &opts, &p, err, sizeof err), CL_OK);
+    static int marker;
+    assert_int_equal(cl_producer_send(p, "closedloop.snapshots", "k", 1, "v", 1, NULL, 0, &marker,
+                                      0, err, sizeof err),
+                     CL_OK);
+    cl_producer_counters c;
+    cl_producer_counters_get(p, &c);
+    assert_int_equal(c.sent, 1);
+    assert_int_equal(c.in_flight, 1);
+    assert_int_equal(cl_producer_flush(p, 200, err, sizeof err), CL_ETIMEOUT);
+    assert_non_null(strstr(err, "unacknowledged"));
+    assert_int_equal(rep.calls, 0);
+    assert_int_equal(cl_producer_close(p, 200, err, sizeof err), CL_ETIMEOUT);
+    assert_int_equal(rep.calls, 1);
+    assert_int_equal(rep.status, CL_ESTOP);
+    assert_ptr_equal(rep.opaque, &marker);
+    cl_config_free(cfg);
+}
+
+static void test_send_rejects_nameless_header(void **state)
+{
+    (void)state;
+    cl_config *cfg = new_config();
+    set(cfg, "brokers", "127.0.0.1:1");
+    set(cfg, "kafka.log_level", "0");
+    cl_producer *p;
+    cl_producer_opts opts = {0};
+    char err[CL_ERRLEN];
+    assert_int_equal(cl_producer_new(cfg, &opts, &p, err, sizeof err), CL_OK);
+    cl_kafka_header h[] = {{NULL, "x", 1}};
+    assert_int_equal(cl_producer_send(p, "t", NULL, 0, "v", 1, h, 1, NULL, 0, err, sizeof err),
+                     CL_EINVAL);
+    cl_producer_counters c;
+    cl_producer_counters_get(p, &c);
+    assert_int_equal(c.sent, 0);
+    assert_int_equal(cl_producer_close(p, 100, err, sizeof err), CL_OK);
+    cl_config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -357,6 +426,8 @@ int main(void)
         cmocka_unit_test(test_consumer_conf_forces_manual_offsets),
         cmocka_unit_test(test_conf_errors_name_the_property),
         cmocka_unit_test(test_stop_flag_follows_signals),
+        cmocka_unit_test(test_unacknowledged_records_are_reported_on_close),
+        cmocka_unit_test(test_send_rejects_nameless_header),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
