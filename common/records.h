@@ -38,7 +38,11 @@
 #ifndef CL_RECORDS_H
 #define CL_RECORDS_H
 
-#include <avro.h>
+/* avro-c's API piece by piece: `<avro.h>` would resolve to common/avro.h. */
+#include <avro/basics.h>
+#include <avro/errors.h>
+#include <avro/schema.h>
+#include <avro/value.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "avro.h" /* avro-c API and the project codec */
 #include "records.h"
 #include "score.h"
 #include "stats.h" /* must coexist with records.h (metrics and refit include both) */
@@ -1087,6 +1088,184 @@ static void test_fastavro_interop(void **state)
     rmdir(dir);
 }
 
+/* ---- through the project's codec (common/avro.h) -------------------------------------- */
+
+/* The first OpportunitySnapshot layout a producer might still write: no extras maps, no
+ * shadow scores, no source scores. Reading it with the current schema must yield
+ * defaults that records.c accepts. */
+static const char *const old_snapshot_schema =
+    "{\"type\":\"record\",\"name\":\"OpportunitySnapshot\",\"namespace\":\"closedloop\","
+    "\"fields\":["
+    "{\"name\":\"snapshot_id\",\"type\":\"string\"},"
+    "{\"name\":\"run_id\",\"type\":\"string\"},"
+    "{\"name\":\"snapshot_time\",\"type\":{\"type\":\"long\",\"logicalType\":\"timestamp-millis\"}}"
+    ","
+    "{\"name\":\"opportunity_id\",\"type\":\"string\"},"
+    "{\"name\":\"stage\",\"type\":\"string\"},"
+    "{\"name\":\"created_date\",\"type\":{\"type\":\"int\",\"logicalType\":\"date\"}},"
+    "{\"name\":\"expected_close_date\",\"type\":{\"type\":\"int\",\"logicalType\":\"date\"}},"
+    "{\"name\":\"speed_to_close\",\"type\":\"double\"},"
+    "{\"name\":\"largest_deal\",\"type\":\"double\"},"
+    "{\"name\":\"product_mix\",\"type\":\"double\"},"
+    "{\"name\":\"upsell_instances\",\"type\":\"double\"},"
+    "{\"name\":\"win_rate\",\"type\":\"double\"},"
+    "{\"name\":\"recency\",\"type\":\"double\"}]}";
+
+static void set_named(avro_value_t *rec, const char *name, int kind, const void *v)
+{
+    avro_value_t f;
+    assert_int_equal(avro_value_get_by_name(rec, name, &f, NULL), 0);
+    switch (kind) {
+    case 's':
+        assert_int_equal(avro_value_set_string(&f, (const char *)v), 0);
+        break;
+    case 'l':
+        assert_int_equal(avro_value_set_long(&f, *(const int64_t *)v), 0);
+        break;
+    case 'i':
+        assert_int_equal(avro_value_set_int(&f, *(const int32_t *)v), 0);
+        break;
+    default:
+        assert_int_equal(avro_value_set_double(&f, *(const double *)v), 0);
+    }
+}
+
+static void test_codec_roundtrip_and_evolution(void **state)
+{
+    (void)state;
+    char err[CL_ERRLEN];
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/schemas", source_dir());
+    cl_avro_schemas *set = NULL;
+    if (cl_avro_schemas_load(dir, &set, err, sizeof err) != CL_OK)
+        fail_msg("cl_avro_schemas_load(%s): %s", dir, err);
+    assert_int_equal(cl_avro_schemas_add_text(set, old_snapshot_schema, strlen(old_snapshot_schema),
+                                              "old-snapshot", 0, err, sizeof err),
+                     CL_OK);
+
+    /* Every record: struct -> codec value -> framed bytes -> decoded value -> struct. */
+    cl_avro_codec *codec[N_SCHEMAS];
+    for (int i = 0; i < N_SCHEMAS; i++) {
+        cl_avro_codec_opts opts = {.framing = CL_AVRO_FRAMING_SINGLE_OBJECT};
+        if (cl_avro_codec_new(&codec[i], set, schema_names[i], &opts, err, sizeof err) != CL_OK)
+            fail_msg("codec for %s: %s", schema_names[i], err);
+    }
+    cl_snapshot s, s2;
+    cl_outcome o;
+    cl_labeled_example *e = malloc(sizeof *e), *e2 = malloc(sizeof *e2);
+    cl_model_metrics *m = malloc(sizeof *m), *m2 = malloc(sizeof *m2);
+    cl_weight_config *w = malloc(sizeof *w), *w2 = malloc(sizeof *w2);
+    assert_true(e && e2 && m && m2 && w && w2);
+    full_snapshot(&s);
+    full_outcome(&o);
+    assert_int_equal(cl_labeled_from(&s, &o, 1746450100000, e, err, sizeof err), CL_OK);
+    fill_metrics(m);
+    fill_weight_config(w);
+    cl_weight_config_sort_categories(w);
+
+    cl_buf buf;
+    avro_value_t *value;
+    for (int i = 0; i < N_SCHEMAS; i++) {
+        avro_value_t *in = cl_avro_codec_value(codec[i]);
+        int rc = i == SNAPSHOT  ? cl_snapshot_to_avro(&s, in, err, sizeof err)
+                 : i == OUTCOME ? cl_outcome_to_avro(&o, in, err, sizeof err)
+                 : i == LABELED ? cl_labeled_example_to_avro(e, in, err, sizeof err)
+                 : i == METRICS ? cl_model_metrics_to_avro(m, in, err, sizeof err)
+                                : cl_weight_config_to_avro(w, in, err, sizeof err);
+        assert_int_equal(rc, CL_OK);
+        cl_buf_init(&buf, 0);
+        if (cl_avro_codec_encode(codec[i], in, &buf, err, sizeof err) != CL_OK)
+            fail_msg("encode %s: %s", schema_names[i], err);
+        assert_int_equal((unsigned char)buf.data[0], 0xC3);
+        if (cl_avro_codec_decode(codec[i], buf.data, buf.len, &value, err, sizeof err) != CL_OK)
+            fail_msg("decode %s: %s", schema_names[i], err);
+        cl_buf_free(&buf);
+        switch (i) {
+        case SNAPSHOT:
+            assert_int_equal(cl_snapshot_from_avro(value, &s2, err, sizeof err), CL_OK);
+            assert_snapshot_equal(&s, &s2);
+            break;
+        case OUTCOME: {
+            cl_outcome o2;
+            assert_int_equal(cl_outcome_from_avro(value, &o2, err, sizeof err), CL_OK);
+            assert_outcome_equal(&o, &o2);
+            break;
+        }
+        case LABELED:
+            assert_int_equal(cl_labeled_example_from_avro(value, e2, err, sizeof err), CL_OK);
+            assert_snapshot_equal(&e->snapshot, &e2->snapshot);
+            assert_outcome_equal(&e->outcome, &e2->outcome);
+            assert_int_equal(e2->days_before_close, e->days_before_close);
+            break;
+        case METRICS:
+            assert_int_equal(cl_model_metrics_from_avro(value, m2, err, sizeof err), CL_OK);
+            assert_true(m2->n == m->n && m2->confusion.tp == m->confusion.tp);
+            assert_int_equal(m2->n_calibration_bins, m->n_calibration_bins);
+            break;
+        default:
+            assert_int_equal(cl_weight_config_from_avro(value, w2, err, sizeof err), CL_OK);
+            assert_true(w2->version == w->version);
+            assert_int_equal(w2->components[0].n_categories, 3);
+            break;
+        }
+    }
+
+    /* Bytes written with the old snapshot schema decode into the current one with
+     * defaults (account_id null, currency USD, empty maps, no scores). */
+    const cl_avro_schema *old = NULL;
+    for (size_t i = 0; i < cl_avro_schemas_count(set); i++) {
+        int current;
+        const cl_avro_schema *x = cl_avro_schemas_at(set, i, &current);
+        if (!current && strcmp(cl_avro_schema_origin(x), "old-snapshot") == 0) old = x;
+    }
+    assert_non_null(old);
+    avro_value_iface_t *cls = avro_generic_class_from_schema(cl_avro_schema_avro(old));
+    assert_non_null(cls);
+    avro_value_t ov;
+    assert_int_equal(avro_generic_value_new(cls, &ov), 0);
+    int64_t t = 1740981600000;
+    int32_t d1 = 20000, d2 = 20200;
+    double c = 50;
+    set_named(&ov, "snapshot_id", 's', "0123456789abcdef0123456789abcdef");
+    set_named(&ov, "run_id", 's', "old-run");
+    set_named(&ov, "snapshot_time", 'l', &t);
+    set_named(&ov, "opportunity_id", 's', "006OLD");
+    set_named(&ov, "stage", 's', "Qualification");
+    set_named(&ov, "created_date", 'i', &d1);
+    set_named(&ov, "expected_close_date", 'i', &d2);
+    for (int i = 0; i < CL_NUM_BUILTINS; i++)
+        set_named(&ov, cl_builtin_component_names[i], 'd', &c);
+    unsigned char framed[4096] = {0xC3, 0x01};
+    uint64_t fp = cl_avro_schema_fingerprint(old);
+    for (int i = 0; i < 8; i++)
+        framed[2 + i] = (unsigned char)(fp >> (8 * i));
+    size_t n = encode(&ov, (char *)framed + 10, sizeof framed - 10);
+    avro_value_decref(&ov);
+    avro_value_iface_decref(cls);
+    if (cl_avro_codec_decode(codec[SNAPSHOT], framed, n + 10, &value, err, sizeof err) != CL_OK)
+        fail_msg("decode old snapshot: %s", err);
+    assert_int_equal(cl_snapshot_from_avro(value, &s2, err, sizeof err), CL_OK);
+    assert_string_equal(s2.opportunity_id, "006OLD");
+    assert_string_equal(s2.account_id, "");
+    assert_string_equal(s2.currency, "USD");
+    assert_false(s2.amount.present);
+    assert_false(s2.days_in_stage.present);
+    assert_int_equal(s2.n_attributes, 0);
+    assert_int_equal(s2.n_features, 0);
+    assert_int_equal(s2.n_scores, 0);
+    assert_true(s2.components[CL_WIN_RATE] == 50);
+
+    for (int i = 0; i < N_SCHEMAS; i++)
+        cl_avro_codec_free(codec[i]);
+    cl_avro_schemas_free(set);
+    free(e);
+    free(e2);
+    free(m);
+    free(m2);
+    free(w);
+    free(w2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1103,6 +1282,7 @@ int main(void)
         cmocka_unit_test(test_weight_config_from_avro_validates),
         cmocka_unit_test(test_enum_names),
         cmocka_unit_test(test_fastavro_interop),
+        cmocka_unit_test(test_codec_roundtrip_and_evolution),
     };
     return cmocka_run_group_tests(tests, load_schemas, free_schemas);
 }
