@@ -238,3 +238,41 @@ def test_client_credentials_secret_never_logged(env_factory):
                  auth="cc")
     assert r.returncode == 1
     assert "invalid_client" in r.stderr and "wrong-one" not in r.stderr
+
+
+def test_follow_mode_metrics_and_sigterm(env_factory):
+    import random
+    import urllib.request
+    records = fixture(300)
+    server = by_id(records)
+    env = env_factory(records)
+    port = random.randint(20000, 40000)
+    p = subprocess.Popen(env.args("--outcomes.poll.interval.ms=200",
+                                  "--http.listen=127.0.0.1:%d" % port),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        metrics = ""
+        while "closedloop_outcomes_pulls_total{result=\"complete\"}" not in metrics:
+            assert p.poll() is None, "worker exited: " + p.stderr.read()
+            assert time.time() < deadline, "no completed pull: " + metrics
+            time.sleep(0.2)
+            try:
+                metrics = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
+                                                 timeout=5).read().decode()
+            except OSError:
+                pass
+        assert "closedloop_outcomes_watermark_timestamp_seconds" in metrics
+        assert "closedloop_outcomes_records_total{action=\"publish\"}" in metrics
+        # A change while following is picked up by a later poll.
+        late = opportunity(7777, int(time.time() * 1000) - 1000, closed=True, won=False)
+        env.upsert([late])
+        server[late["Id"]] = late
+        deadline = time.time() + 60
+        while latest_by_key(env.read_topic()) != expected_from(server):
+            assert time.time() < deadline, "follow mode did not pick up the change"
+            time.sleep(0.5)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        rc = p.wait(30)
+    assert rc == 0, p.stderr.read()
