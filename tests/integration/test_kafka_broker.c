@@ -601,6 +601,78 @@ static void test_dlq_carries_source_coordinates(void **state)
     cl_config_free(cfg);
 }
 
+/* ---------------------------------------------------------------- rebalance */
+
+static void test_revoke_commits_stored_offsets(void **state)
+{
+    (void)state;
+    cl_config *cfg = config();
+    create_topic(cfg, "rebalance", 4, 0);
+    const char *topic = cl_config_topic(cfg, "rebalance");
+    produce_simple(cfg, topic, 40, "r");
+    char group[96], err[CL_ERRLEN];
+    snprintf(group, sizeof group, "%srebalance", prefix);
+    hook_counts ha = {0, 0}, hb = {0, 0};
+    cl_consumer_opts oa = {.group_id = group, .topics = &topic, .ntopics = 1,
+                           .hooks = {count_assign, count_revoke, &ha}};
+    cl_consumer_opts ob = oa;
+    ob.hooks.ud = &hb;
+    cl_consumer *a, *b;
+    assert_int_equal(cl_consumer_new(cfg, &oa, &a, err, sizeof err), CL_OK);
+    /* A alone: all four partitions, every record processed and stored, nothing committed
+     * explicitly. */
+    int got = 0;
+    int64_t deadline = cl_mono_ms() + 30000;
+    while (!(got == 40 && cl_consumer_at_end(a)) && cl_mono_ms() < deadline) {
+        cl_message m[16];
+        size_t n;
+        assert_int_equal(cl_consumer_poll(a, m, 16, &n, 200, err, sizeof err), CL_OK);
+        for (size_t i = 0; i < n; i++)
+            assert_int_equal(cl_consumer_store(a, &m[i], err, sizeof err), CL_OK);
+        got += (int)n;
+        cl_messages_release(m, n);
+    }
+    assert_int_equal(got, 40);
+    assert_int_equal(cl_consumer_assignment_count(a), 4);
+
+    /* B joins: A's partitions are revoked, and the wrapper commits A's stored offsets
+     * before letting them go, so B has nothing to reprocess. */
+    assert_int_equal(cl_consumer_new(cfg, &ob, &b, err, sizeof err), CL_OK);
+    int b_records = 0;
+    deadline = cl_mono_ms() + 60000;
+    while (cl_mono_ms() < deadline) {
+        cl_message m[16];
+        size_t n;
+        assert_int_equal(cl_consumer_poll(a, m, 16, &n, 100, err, sizeof err), CL_OK);
+        assert_int_equal(n, 0);
+        assert_int_equal(cl_consumer_poll(b, m, 16, &n, 100, err, sizeof err), CL_OK);
+        b_records += (int)n;
+        cl_messages_release(m, n);
+        if (cl_consumer_assignment_count(a) > 0 && cl_consumer_assignment_count(b) > 0 &&
+            cl_consumer_assignment_count(a) + cl_consumer_assignment_count(b) == 4 &&
+            cl_consumer_at_end(b))
+            break;
+    }
+    assert_true(ha.revoked >= 4);
+    assert_int_equal(cl_consumer_assignment_count(a) + cl_consumer_assignment_count(b), 4);
+    assert_true(cl_consumer_assignment_count(b) > 0);
+    assert_int_equal(b_records, 0);
+    cl_lag_report lag;
+    assert_int_equal(cl_kafka_group_lag(cfg, group, &lag, TIMEOUT_MS, err, sizeof err), CL_OK);
+    /* produce_simple keys every record "k": one partition holds all 40. */
+    assert_int_equal(lag.n, 1);
+    int64_t committed = 0;
+    for (size_t i = 0; i < lag.n; i++) {
+        assert_int_equal(lag.parts[i].lag, 0);
+        committed += lag.parts[i].committed_offset;
+    }
+    assert_int_equal(committed, 40);
+    cl_lag_report_free(&lag);
+    assert_int_equal(cl_consumer_close(b, 10000, err, sizeof err), CL_OK);
+    assert_int_equal(cl_consumer_close(a, 10000, err, sizeof err), CL_OK);
+    cl_config_free(cfg);
+}
+
 /* ---------------------------------------------------------------- failures are reported */
 
 static void test_failed_delivery_is_reported_not_lost(void **state)
@@ -647,7 +719,7 @@ static int teardown_topics(void **state)
     (void)state;
     cl_config *cfg = config();
     const char *suffixes[] = {"snapshots", "weights", "roundtrip", "seek", "assignfail",
-                              "weights-rte", "empty-rte", "dlq-src", "dlq"};
+                              "weights-rte", "empty-rte", "dlq-src", "dlq", "rebalance"};
     const char *names[sizeof suffixes / sizeof suffixes[0]];
     for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++)
         names[i] = cl_config_topic(cfg, suffixes[i]);
@@ -668,6 +740,7 @@ int main(void)
         cmocka_unit_test(test_failed_on_assign_stops_consumption),
         cmocka_unit_test(test_read_to_end_of_compacted_topic),
         cmocka_unit_test(test_dlq_carries_source_coordinates),
+        cmocka_unit_test(test_revoke_commits_stored_offsets),
         cmocka_unit_test(test_failed_delivery_is_reported_not_lost),
     };
     return cmocka_run_group_tests(tests, setup_broker, teardown_topics);
