@@ -197,8 +197,8 @@ static void test_history_invariants(void **state)
             int open = cl_gen_snapshot_at(g, i, k, &s);
             int32_t day = cl_gen_run_day(g, k);
             int in_gap =
-                info.reopen_day >= 0 && day >= info.first_close_day && day < info.reopen_day;
-            int expect_open = day >= info.created_day && day < info.close_day && !in_gap;
+                info.reopen_day >= 0 && day >= info.first_close_day && day <= info.reopen_day;
+            int expect_open = day > info.created_day && day < info.close_day && !in_gap;
             assert_int_equal(open, expect_open);
             if (!open) continue;
             snapshots++;

@@ -442,13 +442,14 @@ const cl_gen_counts *cl_gen_get_counts(const cl_gen *g)
     return &g->counts;
 }
 
-/* Open means: created, not yet finally closed, and not inside the closed gap between a
- * first close and a re-open. A scoring run at day t sees opportunities open at t
- * (runs happen at 06:00Z, before anything closes that day). */
+/* What the scoring run of day t sees. Runs happen at 06:00Z and every record change
+ * (creation, close, re-open) at 13:00-23:00Z, so the run sees a deal created on an
+ * earlier day, not finally closed before t, and not in the gap from its first close
+ * through the day it was re-opened. Hence every snapshot precedes its close date. */
 static int is_open(const opp_rec *o, int32_t day)
 {
-    if (day < o->created || day >= o->close) return 0;
-    if ((o->flags & OPP_REOPENED) && day >= o->first_close && day < o->reopen) return 0;
+    if (day <= o->created || day >= o->close) return 0;
+    if ((o->flags & OPP_REOPENED) && day >= o->first_close && day <= o->reopen) return 0;
     return 1;
 }
 
@@ -523,7 +524,7 @@ static int last_run_before_close(const cl_gen *g, const opp_rec *o)
     int64_t k = ((int64_t)o->close - 1 - start) / interval;
     for (; k >= 0; k--) {
         int32_t day = start + (int32_t)k * interval;
-        if (day < o->created) return -1;
+        if (day <= o->created) return -1;
         if (is_open(o, day)) return (int)k;
     }
     return -1;
