@@ -229,10 +229,16 @@ static int save_position(cl_outcomes *w, const cl_outcomes_position *p, const in
 
 /* ---- publishing ----------------------------------------------------------------------- */
 
+/* The opaque is the record's index + 1 in w->chunk, not a pointer: the array grows
+ * (realloc) while earlier records of the chunk are still in flight. */
 static void on_delivery(void *opaque, int status, const char *topic, int32_t partition,
                         int64_t offset, const char *reason, void *ud)
 {
-    pending *p = opaque;
+    cl_outcomes *w = ud;
+    size_t i = (size_t)(uintptr_t)opaque;
+    if (i == 0 || i > w->nchunk)
+        return; /* a report for a chunk already given up on */
+    pending *p = &w->chunk[i - 1];
     p->status = status;
     if (status != CL_OK)
         cl_log(CL_LOG_WARN, "delivery_failed", "topic=%s opportunity_id=%s error=\"%s\"", topic,
@@ -369,7 +375,8 @@ static int publish_one(cl_outcomes *w, cl_store_txn *rtxn, const cl_sf_opportuni
             return cl_seterr(err, errlen, rc, "out of memory");
         cl_kafka_header h[] = {{"closedloop.system_modstamp", ms, strlen(ms)}};
         rc = cl_producer_send(w->producer, w->topic, o->id, strlen(o->id), w->value.data,
-                              w->value.len, h, 1, &w->chunk[w->nchunk - 1], 60000, err, errlen);
+                              w->value.len, h, 1, (void *)(uintptr_t)w->nchunk, 60000, err,
+                              errlen);
     } else {
         if ((rc = chunk_push(w, o, CL_OUTCOME_SEEN_RETRACTED)) != CL_OK)
             return cl_seterr(err, errlen, rc, "out of memory");
@@ -377,7 +384,7 @@ static int publish_one(cl_outcomes *w, cl_store_txn *rtxn, const cl_sf_opportuni
         cl_kafka_header h[] = {{"closedloop.system_modstamp", ms, strlen(ms)},
                                {"closedloop.retraction", why, strlen(why)}};
         rc = cl_producer_send(w->producer, w->topic, o->id, strlen(o->id), NULL, 0, h, 2,
-                              &w->chunk[w->nchunk - 1], 60000, err, errlen);
+                              (void *)(uintptr_t)w->nchunk, 60000, err, errlen);
     }
     if (rc != CL_OK)
         w->nchunk--; /* never accepted: no delivery report will come */
