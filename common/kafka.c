@@ -1045,15 +1045,46 @@ int cl_consumer_close(cl_consumer *c, int timeout_ms, char *err, size_t errlen)
          * during close commits anything the hook itself stores. */
         rc = cl_consumer_commit(c, 0, err, errlen);
     }
-    /* rd_kafka_consumer_close is bounded by librdkafka's own timeouts (a commit and the
-     * LeaveGroup request), not by timeout_ms; the caller's bound applies to its own work
-     * and the flush around this call. */
-    (void)timeout_ms;
-    rd_kafka_resp_err_t e = rd_kafka_consumer_close(c->rk);
-    if (e && rc == CL_OK)
-        rc = cl_seterr(err, errlen, CL_ERR, "closing consumer (group %s): %s", c->group,
-                       rd_kafka_err2str(e));
-    rd_kafka_destroy(c->rk);
+    /* Close in the background and serve its queue ourselves, so that the revoke hook
+     * (and its commit) runs here and the whole close is bounded by timeout_ms. */
+    int timed_out = 0;
+    rd_kafka_queue_t *q = rd_kafka_queue_new(c->rk);
+    rd_kafka_error_t *ke = rd_kafka_consumer_close_queue(c->rk, q);
+    if (ke) {
+        if (rc == CL_OK)
+            rc = cl_seterr(err, errlen, CL_ERR, "closing consumer (group %s): %s", c->group,
+                           rd_kafka_error_string(ke));
+        rd_kafka_error_destroy(ke);
+    } else {
+        int64_t deadline = cl_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+        while (!rd_kafka_consumer_closed(c->rk)) {
+            if (cl_mono_ms() >= deadline) {
+                timed_out = 1;
+                break;
+            }
+            /* Events, not callbacks: librdkafka 2.0's queue_poll_callback asserts on
+             * the close operation. Rebalance events go to the same handler as during
+             * polling, so on_revoke runs and the stored offsets are committed. */
+            rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
+            if (!ev) continue;
+            if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
+                rebalance_cb(c->rk, rd_kafka_event_error(ev),
+                             rd_kafka_event_topic_partition_list(ev), c);
+            rd_kafka_event_destroy(ev);
+        }
+    }
+    rd_kafka_queue_destroy(q);
+    if (timed_out) {
+        cl_log(CL_LOG_WARN, "consumer_close_timeout", "group=%s timeout_ms=%d", c->group, timeout_ms);
+        if (rc == CL_OK)
+            rc = cl_seterr(err, errlen, CL_ETIMEOUT,
+                           "consumer (group %s) did not leave the group within %d ms; the "
+                           "broker will expire it after session.timeout.ms",
+                           c->group, timeout_ms);
+        rd_kafka_destroy_flags(c->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    } else {
+        rd_kafka_destroy(c->rk);
+    }
     parts_clear(c);
     free(c->parts);
     cl_lag_report_free(&c->lag);

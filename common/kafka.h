@@ -248,8 +248,10 @@ int cl_consumer_at_end(cl_consumer *c);
 /* Number of partitions currently assigned. */
 size_t cl_consumer_assignment_count(cl_consumer *c);
 
-/* On the last stored offsets: on_revoke hooks, sync commit, leave the group, destroy,
- * within timeout_ms where librdkafka allows. c is freed either way. NULL is a no-op. */
+/* Commit the stored offsets, then leave the group (on_revoke hooks run here, followed by
+ * a sync commit) and destroy, all within timeout_ms: CL_ETIMEOUT if leaving took longer
+ * (the broker then expires the member after session.timeout.ms). c is freed either way.
+ * NULL is a no-op. */
 int cl_consumer_close(cl_consumer *c, int timeout_ms, char *err, size_t errlen);
 
 rd_kafka_t *cl_consumer_handle(cl_consumer *c);
