@@ -373,3 +373,57 @@ def test_join_rejects_bad_config(tmp_path):
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2
     assert "join.snapshots.max" in r.stderr
+
+
+# ---- a larger history, for the crash, scale and bench runs --------------------------
+
+def history(n, seed=7, tag="H"):
+    """Deterministic events for n opportunities over ~8 months (so no open opportunity
+    expires): (snapshots, outcome_events) where outcome_events are ("o", record) or
+    ("t", opp). Mix: ~3 snapshots each, 85% closed, 4% re-opened and closed again, 2%
+    deleted, 3% closed unscored, 5% re-published snapshots, some post-close snapshots."""
+    import random
+    rnd = random.Random(seed)
+    D = 20000
+    snaps, outs = [], []
+    for i in range(n):
+        opp = opp_id(i, tag)
+        start = D + rnd.randrange(0, 120)
+        kind = rnd.random()
+        if kind < 0.03:  # unscored: an outcome, never a snapshot
+            close = start + rnd.randrange(5, 60)
+            outs.append((close * DAY_MS, ("o", outcome(opp, close, close * DAY_MS + i))))
+            continue
+        days = sorted(rnd.sample(range(start, start + 90), rnd.randrange(1, 5)))
+        for d in days:
+            snaps.append(snapshot(opp, d))
+            if rnd.random() < 0.05:
+                snaps.append(snapshot(opp, d))
+        if kind < 0.88:
+            close = days[-1] + rnd.randrange(-3, 20)  # may exclude the last snapshot
+            v1 = close * DAY_MS + i
+            outs.append((v1, ("o", outcome(opp, close, v1, won=rnd.random() < 0.3))))
+            r = rnd.random()
+            if r < 0.04:  # re-opened, scored again, closed again
+                outs.append((v1 + 1, ("t", opp)))
+                later = close + 10
+                snaps.append(snapshot(opp, later))
+                v2 = (later + 20) * DAY_MS + i
+                outs.append((v2, ("o", outcome(opp, later + 20, v2, won=False))))
+            elif r < 0.06:  # deleted
+                outs.append((v1 + 2, ("t", opp)))
+    rnd.shuffle(snaps)
+    outs.sort(key=lambda e: e[0])
+    return snaps, [e[1] for e in outs]
+
+
+def publish_history(prefix, snaps, outs):
+    w = Writer(prefix)
+    for s in snaps:
+        w.snapshot(s)
+    for kind, x in outs:
+        if kind == "o":
+            w.outcome(x)
+        else:
+            w.tombstone(x)
+    w.flush()

@@ -1275,8 +1275,13 @@ int cl_join_worker_new(cl_config *cfg, cl_join_worker **out, char *err, size_t e
     rc = cl_kafka_conf_new(cfg, CL_KAFKA_CONSUMER, "closedloop-join-restore", &rconf, err, errlen);
     if (rc != CL_OK)
         goto fail;
-    char estr[512];
-    rd_kafka_conf_set(rconf, "group.id", "", estr, sizeof estr);
+    /* librdkafka's assign() needs a group id; this one is never joined (no subscribe)
+     * and never committed to. */
+    char estr[512], rgroup[300];
+    snprintf(rgroup, sizeof rgroup, "%s.restore", w->group ? w->group : "closedloop-join");
+    rd_kafka_conf_set(rconf, "group.id", rgroup, estr, sizeof estr);
+    rd_kafka_conf_set(rconf, "group.instance.id", NULL, estr, sizeof estr);
+    rd_kafka_conf_set(rconf, "enable.auto.commit", "false", estr, sizeof estr);
     rd_kafka_conf_set(rconf, "enable.partition.eof", "false", estr, sizeof estr);
     rd_kafka_conf_set(rconf, "statistics.interval.ms", "0", estr, sizeof estr);
     w->restorer = rd_kafka_new(RD_KAFKA_CONSUMER, rconf, estr, sizeof estr);
