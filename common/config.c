@@ -585,8 +585,10 @@ const char *cl_config_topic(cl_config *cfg, const char *name)
 
 void cl_config_print_help(const cl_config *cfg, FILE *out)
 {
-    fprintf(out, "Usage: %s [options]%s\n\n%s\n\nOptions (flag --key=value, env CLOSEDLOOP_KEY, or `key = value` in --config FILE; flags win):\n",
-            cfg->program, "", cfg->summary);
+    fprintf(out, "Usage: %s [options]\n\n", cfg->program);
+    if (cfg->summary[0]) fprintf(out, "%s\n\n", cfg->summary);
+    fprintf(out, "Options (flag --key=value, env CLOSEDLOOP_KEY, or `key = value` in --config FILE;"
+                 " flags win):\n");
     for (size_t t = 0; t < cfg->ntables; t++) {
         for (const cl_option *o = cfg->tables[t]; o->key; o++) {
             char env[256];
