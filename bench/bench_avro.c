@@ -9,10 +9,11 @@
  * carrying every optional field. Figures, one line each:
  *
  *     avro.raw_write   record=... bytes=... records_per_s=...   avro-c avro_value_write (baseline)
- *     avro.encode      framing=single|confluent ...             cl_avro_codec_encode (framing included)
- *     avro.raw_read    ...                                      avro-c avro_value_read (baseline)
- *     avro.decode      framing=single|confluent ...             cl_avro_codec_decode (bounds check included)
- *     avro.decode_resolved record=closedloop.test.Evolve ...    old writer -> new reader with defaults
+ *     avro.encode      framing=single|confluent ...             cl_avro_codec_encode (framing
+ * included) avro.raw_read    ...                                      avro-c avro_value_read
+ * (baseline) avro.decode      framing=single|confluent ...             cl_avro_codec_decode (bounds
+ * check included) avro.decode_resolved record=closedloop.test.Evolve ...    old writer -> new
+ * reader with defaults
  *
  * Results are not committed from here: the lead's bench harness records them.
  */
@@ -32,31 +33,38 @@ static int fill_synthetic(avro_value_t *v, int depth)
     avro_schema_t s = avro_value_get_schema(v);
     size_t i, n;
     switch (avro_value_get_type(v)) {
-    case AVRO_NULL: return avro_value_set_null(v);
-    case AVRO_BOOLEAN: return avro_value_set_boolean(v, 1);
-    case AVRO_INT32: return avro_value_set_int(v, 19876);
-    case AVRO_INT64: return avro_value_set_long(v, INT64_C(1741000000000));
-    case AVRO_FLOAT: return avro_value_set_float(v, 57.25f);
-    case AVRO_DOUBLE: return avro_value_set_double(v, 64.125);
-    case AVRO_STRING: return avro_value_set_string(v, "0065g00000AbCdEfGH");
-    case AVRO_BYTES: return avro_value_set_bytes(v, "0123456789abcdef", 16);
+    case AVRO_NULL:
+        return avro_value_set_null(v);
+    case AVRO_BOOLEAN:
+        return avro_value_set_boolean(v, 1);
+    case AVRO_INT32:
+        return avro_value_set_int(v, 19876);
+    case AVRO_INT64:
+        return avro_value_set_long(v, INT64_C(1741000000000));
+    case AVRO_FLOAT:
+        return avro_value_set_float(v, 57.25f);
+    case AVRO_DOUBLE:
+        return avro_value_set_double(v, 64.125);
+    case AVRO_STRING:
+        return avro_value_set_string(v, "0065g00000AbCdEfGH");
+    case AVRO_BYTES:
+        return avro_value_set_bytes(v, "0123456789abcdef", 16);
     case AVRO_FIXED: {
         char buf[256] = {0};
         int64_t size = avro_schema_fixed_size(s);
         return avro_value_set_fixed(v, buf, (size_t)(size < 256 ? size : 256));
     }
-    case AVRO_ENUM: return avro_value_set_enum(v, 0);
+    case AVRO_ENUM:
+        return avro_value_set_enum(v, 0);
     case AVRO_RECORD:
-        if (avro_value_get_size(v, &n))
-            return -1;
+        if (avro_value_get_size(v, &n)) return -1;
         for (i = 0; i < n; i++)
             if (avro_value_get_by_index(v, i, &child, NULL) || fill_synthetic(&child, depth + 1))
                 return -1;
         return 0;
     case AVRO_ARRAY:
         for (i = 0; depth < 6 && i < 2; i++)
-            if (avro_value_append(v, &child, NULL) || fill_synthetic(&child, depth + 1))
-                return -1;
+            if (avro_value_append(v, &child, NULL) || fill_synthetic(&child, depth + 1)) return -1;
         return 0;
     case AVRO_MAP:
         for (i = 0; depth < 6 && i < 3; i++) {
@@ -75,13 +83,12 @@ static int fill_synthetic(avro_value_t *v, int depth)
             }
         if (depth >= 6) /* recursive schemas: stop at a null branch if there is one */
             for (i = 0; i < nb; i++)
-                if (is_avro_null(avro_schema_union_branch(s, (int)i)))
-                    pick = i;
-        if (avro_value_set_branch(v, (int)pick, &child))
-            return -1;
+                if (is_avro_null(avro_schema_union_branch(s, (int)i))) pick = i;
+        if (avro_value_set_branch(v, (int)pick, &child)) return -1;
         return fill_synthetic(&child, depth + 1);
     }
-    default: return -1;
+    default:
+        return -1;
     }
 }
 
@@ -101,15 +108,13 @@ static void bench_codec(cl_avro_codec *c, const char *framing, uint64_t n)
     char err[CL_ERRLEN];
     const char *name = cl_avro_schema_name(cl_avro_codec_schema(c));
     avro_value_t *v = cl_avro_codec_value(c);
-    if (fill_synthetic(v, 0) != 0)
-        die("fill", avro_strerror());
+    if (fill_synthetic(v, 0) != 0) die("fill", avro_strerror());
     cl_buf out;
     cl_buf_init(&out, 0);
     int64_t t0 = cl_mono_ns();
     for (uint64_t i = 0; i < n; i++) {
         cl_buf_reset(&out);
-        if (cl_avro_codec_encode(c, v, &out, err, sizeof err) != CL_OK)
-            die("encode", err);
+        if (cl_avro_codec_encode(c, v, &out, err, sizeof err) != CL_OK) die("encode", err);
     }
     int64_t t1 = cl_mono_ns();
     printf("avro.encode record=%s framing=%s bytes=%zu records=%" PRIu64 " records_per_s=%.0f\n",
@@ -139,8 +144,7 @@ static void bench_raw(const cl_avro_schema *schema, uint64_t n)
     int64_t t0 = cl_mono_ns();
     for (uint64_t i = 0; i < n; i++) {
         avro_writer_reset(w);
-        if (avro_value_write(w, &v))
-            die("raw write", avro_strerror());
+        if (avro_value_write(w, &v)) die("raw write", avro_strerror());
     }
     int64_t t1 = cl_mono_ns();
     printf("avro.raw_write record=%s bytes=%zu records=%" PRIu64 " records_per_s=%.0f\n",
@@ -149,8 +153,7 @@ static void bench_raw(const cl_avro_schema *schema, uint64_t n)
     for (uint64_t i = 0; i < n; i++) {
         avro_reader_memory_set_source(rd, buf, (int64_t)size);
         avro_value_reset(&r);
-        if (avro_value_read(rd, &r))
-            die("raw read", avro_strerror());
+        if (avro_value_read(rd, &r)) die("raw read", avro_strerror());
     }
     t1 = cl_mono_ns();
     printf("avro.raw_read record=%s bytes=%zu records=%" PRIu64 " records_per_s=%.0f\n",
@@ -208,11 +211,9 @@ int main(int argc, char **argv)
     const char *dir = argc > 2 ? argv[2] : CL_DEFAULT_SCHEMA_DIR;
     const char *record = argc > 3 ? argv[3] : "OpportunitySnapshot";
     cl_avro_schemas *set;
-    if (cl_avro_schemas_load(dir, &set, err, sizeof err) != CL_OK)
-        die("schemas", err);
+    if (cl_avro_schemas_load(dir, &set, err, sizeof err) != CL_OK) die("schemas", err);
     const cl_avro_schema *schema = cl_avro_schemas_find(set, record);
-    if (!schema)
-        die(record, "no such record in the schema directory");
+    if (!schema) die(record, "no such record in the schema directory");
     bench_raw(schema, (uint64_t)n);
     cl_avro_codec *single, *confluent;
     cl_avro_codec_opts co = {.framing = CL_AVRO_FRAMING_CONFLUENT, .schema_id = 1};

@@ -53,9 +53,9 @@ typedef enum {
     K_UNION,
 } kind;
 
-static const char *const kind_names[] = {"null",   "boolean", "int",   "long",  "float",
+static const char *const kind_names[] = {"null",   "boolean", "int",    "long",   "float",
                                          "double", "bytes",   "string", "record", "enum",
-                                         "fixed",  "array",   "map",   "union"};
+                                         "fixed",  "array",   "map",    "union"};
 
 typedef struct node node;
 
@@ -69,21 +69,21 @@ typedef struct {
 
 struct node {
     kind k;
-    int is_error;         /* record declared as "error" (kept for the canonical form) */
-    char *fullname;       /* named types */
-    const char *name;     /* short name, points into fullname */
-    char **aliases;       /* full names */
+    int is_error;     /* record declared as "error" (kept for the canonical form) */
+    char *fullname;   /* named types */
+    const char *name; /* short name, points into fullname */
+    char **aliases;   /* full names */
     size_t naliases;
     field *fields;
     size_t nfields;
     char **symbols;
     size_t nsymbols;
-    int enum_default;     /* index into symbols, or -1 */
-    int64_t size;         /* fixed */
-    node *items;          /* array items / map values */
+    int enum_default; /* index into symbols, or -1 */
+    int64_t size;     /* fixed */
+    node *items;      /* array items / map values */
     node **branches;
     size_t nbranches;
-    int emitted;          /* scratch for the canonical-form writer */
+    int emitted; /* scratch for the canonical-form writer */
 };
 
 typedef struct {
@@ -96,8 +96,7 @@ static int node_list_push(node_list *l, node *n)
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 16;
         node **v = realloc(l->v, cap * sizeof *v);
-        if (!v)
-            return CL_ENOMEM;
+        if (!v) return CL_ENOMEM;
         l->v = v;
         l->cap = cap;
     }
@@ -150,11 +149,9 @@ static int is_name_char(char c)
 /* A simple Avro name: [A-Za-z_][A-Za-z0-9_]*. */
 static int valid_simple_name(const char *s, size_t len)
 {
-    if (len == 0 || !is_name_start(s[0]))
-        return 0;
+    if (len == 0 || !is_name_start(s[0])) return 0;
     for (size_t i = 1; i < len; i++)
-        if (!is_name_char(s[i]))
-            return 0;
+        if (!is_name_char(s[i])) return 0;
     return 1;
 }
 
@@ -162,13 +159,11 @@ static int valid_simple_name(const char *s, size_t len)
 static int valid_dotted_name(const char *s, int allow_empty)
 {
     size_t len = strlen(s);
-    if (len == 0)
-        return allow_empty;
+    if (len == 0) return allow_empty;
     size_t start = 0;
     for (size_t i = 0; i <= len; i++) {
         if (i == len || s[i] == '.') {
-            if (!valid_simple_name(s + start, i - start))
-                return 0;
+            if (!valid_simple_name(s + start, i - start)) return 0;
             start = i + 1;
         }
     }
@@ -189,12 +184,10 @@ static int is_primitive_name(const char *s, kind *k)
 static char *qualify(const char *name, const char *ns)
 {
     char *out;
-    if (strchr(name, '.') || !ns || !*ns)
-        return strdup(name);
+    if (strchr(name, '.') || !ns || !*ns) return strdup(name);
     size_t len = strlen(ns) + 1 + strlen(name) + 1;
     out = malloc(len);
-    if (out)
-        snprintf(out, len, "%s.%s", ns, name);
+    if (out) snprintf(out, len, "%s.%s", ns, name);
     return out;
 }
 
@@ -214,8 +207,7 @@ static node *new_node(parser *p, kind k)
 static node *find_named(const node_list *named, const char *fullname)
 {
     for (size_t i = 0; i < named->n; i++)
-        if (strcmp(named->v[i]->fullname, fullname) == 0)
-            return named->v[i];
+        if (strcmp(named->v[i]->fullname, fullname) == 0) return named->v[i];
     return NULL;
 }
 
@@ -224,13 +216,11 @@ static node *lookup_reference(parser *p, const char *name, const char *ns)
     node *n = NULL;
     if (!strchr(name, '.') && ns && *ns) {
         char *full = qualify(name, ns);
-        if (!full)
-            return NULL;
+        if (!full) return NULL;
         n = find_named(&p->named, full);
         free(full);
     }
-    if (!n)
-        n = find_named(&p->named, name);
+    if (!n) n = find_named(&p->named, name);
     return n;
 }
 
@@ -241,17 +231,14 @@ static int parse_aliases(parser *p, const json_t *arr, const char *ns, int quali
 {
     *out = NULL;
     *nout = 0;
-    if (!arr)
-        return CL_OK;
+    if (!arr) return CL_OK;
     if (!json_is_array(arr))
         return cl_seterr(p->err, p->errlen, CL_EINVAL, "%s: %s: aliases must be an array",
                          p->origin, path);
     size_t n = json_array_size(arr);
-    if (n == 0)
-        return CL_OK;
+    if (n == 0) return CL_OK;
     char **v = calloc(n, sizeof *v);
-    if (!v)
-        return cl_seterr(p->err, p->errlen, CL_ENOMEM, "%s: out of memory", p->origin);
+    if (!v) return cl_seterr(p->err, p->errlen, CL_ENOMEM, "%s: out of memory", p->origin);
     for (size_t i = 0; i < n; i++) {
         const json_t *a = json_array_get(arr, i);
         const char *s = json_string_value(a);
@@ -293,8 +280,7 @@ static node *define_named(parser *p, kind k, const json_t *obj, const char *ns, 
         }
     }
     node *n = new_node(p, k);
-    if (!n)
-        return NULL;
+    if (!n) return NULL;
     n->fullname = qualify(name, own_ns);
     if (!n->fullname) {
         cl_seterr(p->err, p->errlen, CL_ENOMEM, "%s: out of memory", p->origin);
@@ -303,8 +289,8 @@ static node *define_named(parser *p, kind k, const json_t *obj, const char *ns, 
     const char *dot = strrchr(n->fullname, '.');
     n->name = dot ? dot + 1 : n->fullname;
     if (is_primitive_name(n->name, &(kind){K_NULL})) {
-        cl_seterr(p->err, p->errlen, CL_EINVAL, "%s: %s: '%s' is a primitive type name",
-                  p->origin, path, n->name);
+        cl_seterr(p->err, p->errlen, CL_EINVAL, "%s: %s: '%s' is a primitive type name", p->origin,
+                  path, n->name);
         return NULL;
     }
     if (find_named(&p->named, n->fullname)) {
@@ -336,8 +322,7 @@ static int parse_record_body(parser *p, node *n, const json_t *obj, const char *
                          p->origin, path, n->fullname);
     size_t nf = json_array_size(fields);
     n->fields = calloc(nf ? nf : 1, sizeof *n->fields);
-    if (!n->fields)
-        return cl_seterr(p->err, p->errlen, CL_ENOMEM, "%s: out of memory", p->origin);
+    if (!n->fields) return cl_seterr(p->err, p->errlen, CL_ENOMEM, "%s: out of memory", p->origin);
     for (size_t i = 0; i < nf; i++) {
         const json_t *jf = json_array_get(fields, i);
         char fpath[256];
@@ -362,8 +347,7 @@ static int parse_record_body(parser *p, node *n, const json_t *obj, const char *
             return cl_seterr(p->err, p->errlen, CL_EINVAL, "%s: field %s has no \"type\"",
                              p->origin, fpath);
         f->type = parse_node(p, jt, ns, fpath);
-        if (!f->type)
-            return CL_EINVAL;
+        if (!f->type) return CL_EINVAL;
         f->def = json_object_get(jf, "default");
         if (parse_aliases(p, json_object_get(jf, "aliases"), NULL, 0, &f->aliases, &f->naliases,
                           fpath) != CL_OK)
@@ -380,8 +364,7 @@ static int parse_enum_body(parser *p, node *n, const json_t *obj, const char *pa
                          p->origin, path, n->fullname);
     size_t ns = json_array_size(syms);
     n->symbols = calloc(ns ? ns : 1, sizeof *n->symbols);
-    if (!n->symbols)
-        return cl_seterr(p->err, p->errlen, CL_ENOMEM, "%s: out of memory", p->origin);
+    if (!n->symbols) return cl_seterr(p->err, p->errlen, CL_ENOMEM, "%s: out of memory", p->origin);
     for (size_t i = 0; i < ns; i++) {
         const char *s = json_string_value(json_array_get(syms, i));
         if (!s || !valid_simple_name(s, strlen(s)))
@@ -391,8 +374,8 @@ static int parse_enum_body(parser *p, node *n, const json_t *obj, const char *pa
         for (size_t k = 0; k < n->nsymbols; k++)
             if (strcmp(n->symbols[k], s) == 0)
                 return cl_seterr(p->err, p->errlen, CL_EINVAL,
-                                 "%s: %s: symbol '%s' appears twice in enum %s", p->origin, path,
-                                 s, n->fullname);
+                                 "%s: %s: symbol '%s' appears twice in enum %s", p->origin, path, s,
+                                 n->fullname);
         n->symbols[i] = strdup(s);
         if (!n->symbols[i])
             return cl_seterr(p->err, p->errlen, CL_ENOMEM, "%s: out of memory", p->origin);
@@ -405,8 +388,7 @@ static int parse_enum_body(parser *p, node *n, const json_t *obj, const char *pa
     if (def) {
         const char *d = json_string_value(def);
         for (size_t k = 0; d && k < n->nsymbols; k++)
-            if (strcmp(n->symbols[k], d) == 0)
-                n->enum_default = (int)k;
+            if (strcmp(n->symbols[k], d) == 0) n->enum_default = (int)k;
         if (n->enum_default < 0)
             return cl_seterr(p->err, p->errlen, CL_EINVAL,
                              "%s: %s: default of enum %s is not one of its symbols", p->origin,
@@ -419,8 +401,8 @@ static node *parse_object(parser *p, const json_t *j, const char *ns, const char
 {
     const json_t *jt = json_object_get(j, "type");
     if (!jt) {
-        cl_seterr(p->err, p->errlen, CL_EINVAL, "%s: %s: schema object has no \"type\"",
-                  p->origin, path);
+        cl_seterr(p->err, p->errlen, CL_EINVAL, "%s: %s: schema object has no \"type\"", p->origin,
+                  path);
         return NULL;
     }
     if (!json_is_string(jt))
@@ -438,8 +420,7 @@ static node *parse_object(parser *p, const json_t *j, const char *ns, const char
             return NULL;
         }
         node *n = new_node(p, is_array ? K_ARRAY : K_MAP);
-        if (!n)
-            return NULL;
+        if (!n) return NULL;
         n->items = parse_node(p, ji, ns, path);
         return n->items ? n : NULL;
     }
@@ -453,7 +434,8 @@ static node *parse_object(parser *p, const json_t *j, const char *ns, const char
     else {
         node *ref = lookup_reference(p, t, ns);
         if (!ref)
-            cl_seterr(p->err, p->errlen, CL_EINVAL, "%s: %s: unknown type '%s'", p->origin, path, t);
+            cl_seterr(p->err, p->errlen, CL_EINVAL, "%s: %s: unknown type '%s'", p->origin, path,
+                      t);
         return ref;
     }
     char *inner_ns = NULL;
@@ -523,8 +505,7 @@ static node *parse_node(parser *p, const json_t *j, const char *ns, const char *
                     break;
                 }
             }
-            if (n)
-                n->branches[n->nbranches++] = b;
+            if (n) n->branches[n->nbranches++] = b;
         }
         if (n && n->nbranches == 0) {
             cl_seterr(p->err, p->errlen, CL_EINVAL, "%s: %s: empty union", p->origin, path);
@@ -533,8 +514,8 @@ static node *parse_node(parser *p, const json_t *j, const char *ns, const char *
     } else if (json_is_object(j)) {
         n = parse_object(p, j, ns, path);
     } else {
-        cl_seterr(p->err, p->errlen, CL_EINVAL, "%s: %s: a schema must be a string, object or array",
-                  p->origin, path);
+        cl_seterr(p->err, p->errlen, CL_EINVAL,
+                  "%s: %s: a schema must be a string, object or array", p->origin, path);
     }
     p->depth--;
     return n;
@@ -565,12 +546,19 @@ static int emit_canonical(cl_buf *b, node *n)
     int rc = CL_OK;
     size_t i;
     switch (n->k) {
-    case K_NULL: case K_BOOLEAN: case K_INT: case K_LONG:
-    case K_FLOAT: case K_DOUBLE: case K_BYTES: case K_STRING:
+    case K_NULL:
+    case K_BOOLEAN:
+    case K_INT:
+    case K_LONG:
+    case K_FLOAT:
+    case K_DOUBLE:
+    case K_BYTES:
+    case K_STRING:
         return emit_str(b, kind_names[n->k]);
-    case K_RECORD: case K_ENUM: case K_FIXED:
-        if (n->emitted)
-            return emit_str(b, n->fullname);
+    case K_RECORD:
+    case K_ENUM:
+    case K_FIXED:
+        if (n->emitted) return emit_str(b, n->fullname);
         n->emitted = 1;
         rc = cl_buf_append(b, "{\"name\":", 8);
         if (rc == CL_OK) rc = emit_str(b, n->fullname);
@@ -599,9 +587,9 @@ static int emit_canonical(cl_buf *b, node *n)
         return rc;
     case K_ARRAY:
     case K_MAP:
-        rc = cl_buf_append(b, n->k == K_ARRAY ? "{\"type\":\"array\",\"items\":"
-                                              : "{\"type\":\"map\",\"values\":",
-                           n->k == K_ARRAY ? 24 : 23);
+        rc = cl_buf_append(
+            b, n->k == K_ARRAY ? "{\"type\":\"array\",\"items\":" : "{\"type\":\"map\",\"values\":",
+            n->k == K_ARRAY ? 24 : 23);
         if (rc == CL_OK) rc = emit_canonical(b, n->items);
         return rc == CL_OK ? cl_buf_append(b, "}", 1) : rc;
     case K_UNION:
@@ -661,13 +649,11 @@ struct cl_avro_schema {
 
 void cl_avro_schema_free(cl_avro_schema *s)
 {
-    if (!s)
-        return;
+    if (!s) return;
     for (size_t i = 0; i < s->nodes.n; i++)
         node_free(s->nodes.v[i]);
     free(s->nodes.v);
-    if (s->avro)
-        avro_schema_decref(s->avro);
+    if (s->avro) avro_schema_decref(s->avro);
     json_decref(s->doc);
     free(s->text);
     free(s->canonical);
@@ -681,8 +667,9 @@ static int parse_tree(const char *text, size_t len, const char *origin, json_t *
 {
     json_error_t jerr;
     if (len > MAX_SCHEMA_BYTES)
-        return cl_seterr(err, errlen, CL_EINVAL, "%s: schema is %zu bytes, more than the %u allowed",
-                         origin, len, MAX_SCHEMA_BYTES);
+        return cl_seterr(err, errlen, CL_EINVAL,
+                         "%s: schema is %zu bytes, more than the %u allowed", origin, len,
+                         MAX_SCHEMA_BYTES);
     json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!doc)
         return cl_seterr(err, errlen, CL_EINVAL, "%s: line %d column %d: invalid JSON: %s", origin,
@@ -717,8 +704,7 @@ int cl_avro_canonical_form(const char *text, size_t len, cl_buf *out, char *err,
     node_list nodes;
     node *root;
     int rc = parse_tree(text, len, "schema", &doc, &nodes, &root, out, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     for (size_t i = 0; i < nodes.n; i++)
         node_free(nodes.v[i]);
     free(nodes.v);
@@ -731,8 +717,7 @@ int cl_avro_schema_parse(const char *text, size_t len, const char *origin, cl_av
 {
     *out = NULL;
     cl_avro_schema *s = calloc(1, sizeof *s);
-    if (!s)
-        return cl_seterr(err, errlen, CL_ENOMEM, "%s: out of memory", origin);
+    if (!s) return cl_seterr(err, errlen, CL_ENOMEM, "%s: out of memory", origin);
     cl_buf canon;
     cl_buf_init(&canon, MAX_SCHEMA_BYTES);
     int rc = parse_tree(text, len, origin, &s->doc, &s->nodes, &s->root, &canon, err, errlen);
@@ -767,12 +752,30 @@ int cl_avro_schema_parse(const char *text, size_t len, const char *origin, cl_av
     return CL_OK;
 }
 
-const char *cl_avro_schema_name(const cl_avro_schema *s) { return s->root->fullname; }
-const char *cl_avro_schema_text(const cl_avro_schema *s) { return s->text; }
-const char *cl_avro_schema_canonical(const cl_avro_schema *s) { return s->canonical; }
-uint64_t cl_avro_schema_fingerprint(const cl_avro_schema *s) { return s->fingerprint; }
-const char *cl_avro_schema_origin(const cl_avro_schema *s) { return s->origin; }
-avro_schema_t cl_avro_schema_avro(const cl_avro_schema *s) { return s->avro; }
+const char *cl_avro_schema_name(const cl_avro_schema *s)
+{
+    return s->root->fullname;
+}
+const char *cl_avro_schema_text(const cl_avro_schema *s)
+{
+    return s->text;
+}
+const char *cl_avro_schema_canonical(const cl_avro_schema *s)
+{
+    return s->canonical;
+}
+uint64_t cl_avro_schema_fingerprint(const cl_avro_schema *s)
+{
+    return s->fingerprint;
+}
+const char *cl_avro_schema_origin(const cl_avro_schema *s)
+{
+    return s->origin;
+}
+avro_schema_t cl_avro_schema_avro(const cl_avro_schema *s)
+{
+    return s->avro;
+}
 
 /* ===================================================================================
  * Schema sets
@@ -795,21 +798,19 @@ cl_avro_schemas *cl_avro_schemas_new(void)
 
 void cl_avro_schemas_free(cl_avro_schemas *set)
 {
-    if (!set)
-        return;
+    if (!set) return;
     for (size_t i = 0; i < set->n; i++)
         cl_avro_schema_free(set->v[i].schema);
     free(set->v);
     free(set);
 }
 
-int cl_avro_schemas_add_text(cl_avro_schemas *set, const char *text, size_t len,
-                             const char *origin, int current, char *err, size_t errlen)
+int cl_avro_schemas_add_text(cl_avro_schemas *set, const char *text, size_t len, const char *origin,
+                             int current, char *err, size_t errlen)
 {
     cl_avro_schema *s;
     int rc = cl_avro_schema_parse(text, len, origin, &s, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     for (size_t i = 0; i < set->n; i++) {
         const cl_avro_schema *o = set->v[i].schema;
         if (current && set->v[i].current && strcmp(o->root->fullname, s->root->fullname) == 0) {
@@ -841,8 +842,7 @@ static int read_file(const char *path, char **out, size_t *len_out, size_t limit
                      size_t errlen)
 {
     FILE *f = fopen(path, "rb");
-    if (!f)
-        return cl_seterr(err, errlen, CL_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (!f) return cl_seterr(err, errlen, CL_EIO, "%s: cannot open: %s", path, strerror(errno));
     cl_buf b;
     cl_buf_init(&b, limit);
     char chunk[8192];
@@ -870,8 +870,7 @@ int cl_avro_schemas_add_file(cl_avro_schemas *set, const char *path, int current
     char *text;
     size_t len;
     int rc = read_file(path, &text, &len, MAX_SCHEMA_BYTES, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     rc = cl_avro_schemas_add_text(set, text, len, path, current, err, errlen);
     free(text);
     return rc;
@@ -888,8 +887,7 @@ static int add_dir(cl_avro_schemas *set, const char *dir, int current, int must_
 {
     DIR *d = opendir(dir);
     if (!d) {
-        if (!must_exist && errno == ENOENT)
-            return CL_OK;
+        if (!must_exist && errno == ENOENT) return CL_OK;
         return cl_seterr(err, errlen, CL_EIO, "schema directory %s (avro.schema.dir): %s", dir,
                          strerror(errno));
     }
@@ -899,8 +897,7 @@ static int add_dir(cl_avro_schemas *set, const char *dir, int current, int must_
     struct dirent *e;
     while (rc == CL_OK && (e = readdir(d)) != NULL) {
         size_t l = strlen(e->d_name);
-        if (l <= 5 || strcmp(e->d_name + l - 5, ".avsc") != 0 || e->d_name[0] == '.')
-            continue;
+        if (l <= 5 || strcmp(e->d_name + l - 5, ".avsc") != 0 || e->d_name[0] == '.') continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
             char **v = realloc(names, cap * sizeof *v);
@@ -916,8 +913,7 @@ static int add_dir(cl_avro_schemas *set, const char *dir, int current, int must_
             n++;
     }
     closedir(d);
-    if (names)
-        qsort(names, n, sizeof *names, cmp_str);
+    if (names) qsort(names, n, sizeof *names, cmp_str);
     for (size_t i = 0; rc == CL_OK && i < n; i++) {
         char path[4096];
         if (snprintf(path, sizeof path, "%s/%s", dir, names[i]) >= (int)sizeof path)
@@ -933,8 +929,7 @@ int cl_avro_schemas_load(const char *dir, cl_avro_schemas **out, char *err, size
 {
     *out = NULL;
     cl_avro_schemas *set = cl_avro_schemas_new();
-    if (!set)
-        return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
+    if (!set) return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
     char hist[4096];
     int rc = add_dir(set, dir, 1, 1, err, errlen);
     if (rc == CL_OK) {
@@ -956,11 +951,9 @@ const cl_avro_schema *cl_avro_schemas_find(const cl_avro_schemas *set, const cha
     const cl_avro_schema *by_short = NULL;
     int nshort = 0;
     for (size_t i = 0; i < set->n; i++) {
-        if (!set->v[i].current)
-            continue;
+        if (!set->v[i].current) continue;
         const node *r = set->v[i].schema->root;
-        if (strcmp(r->fullname, name) == 0)
-            return set->v[i].schema;
+        if (strcmp(r->fullname, name) == 0) return set->v[i].schema;
         if (strcmp(r->name, name) == 0) {
             by_short = set->v[i].schema;
             nshort++;
@@ -972,19 +965,19 @@ const cl_avro_schema *cl_avro_schemas_find(const cl_avro_schemas *set, const cha
 const cl_avro_schema *cl_avro_schemas_by_fingerprint(const cl_avro_schemas *set, uint64_t fp)
 {
     for (size_t i = 0; i < set->n; i++)
-        if (set->v[i].schema->fingerprint == fp)
-            return set->v[i].schema;
+        if (set->v[i].schema->fingerprint == fp) return set->v[i].schema;
     return NULL;
 }
 
-size_t cl_avro_schemas_count(const cl_avro_schemas *set) { return set->n; }
+size_t cl_avro_schemas_count(const cl_avro_schemas *set)
+{
+    return set->n;
+}
 
 const cl_avro_schema *cl_avro_schemas_at(const cl_avro_schemas *set, size_t i, int *current)
 {
-    if (i >= set->n)
-        return NULL;
-    if (current)
-        *current = set->v[i].current;
+    if (i >= set->n) return NULL;
+    if (current) *current = set->v[i].current;
     return set->v[i].schema;
 }
 
@@ -992,13 +985,11 @@ const cl_avro_schema *cl_avro_schemas_at(const cl_avro_schemas *set, size_t i, i
  * Framing
  * =================================================================================== */
 
-int cl_avro_frame_parse(const void *data, size_t len, cl_avro_frame *out, char *err,
-                        size_t errlen)
+int cl_avro_frame_parse(const void *data, size_t len, cl_avro_frame *out, char *err, size_t errlen)
 {
     const uint8_t *p = data;
     memset(out, 0, sizeof *out);
-    if (!p || len == 0)
-        return cl_seterr(err, errlen, CL_EINVAL, "empty message: no Avro framing");
+    if (!p || len == 0) return cl_seterr(err, errlen, CL_EINVAL, "empty message: no Avro framing");
     if (p[0] == 0xC3) {
         if (len < CL_AVRO_SINGLE_OBJECT_HEADER_LEN || p[1] != 0x01)
             return cl_seterr(err, errlen, CL_EINVAL,
@@ -1022,8 +1013,8 @@ int cl_avro_frame_parse(const void *data, size_t len, cl_avro_frame *out, char *
         uint32_t id = ((uint32_t)p[1] << 24) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 8) |
                       (uint32_t)p[4];
         if (id > INT32_MAX)
-            return cl_seterr(err, errlen, CL_EINVAL, "Confluent schema id %" PRIu32
-                             " is out of range", id);
+            return cl_seterr(err, errlen, CL_EINVAL,
+                             "Confluent schema id %" PRIu32 " is out of range", id);
         out->framing = CL_AVRO_FRAMING_CONFLUENT;
         out->schema_id = (int32_t)id;
         out->datum = p + CL_AVRO_CONFLUENT_HEADER_LEN;
@@ -1057,23 +1048,20 @@ static int check_fail(checker *c, const char *what)
     path[0] = '\0';
     for (int i = 0; i < c->npath && off < sizeof path; i++) {
         int w = snprintf(path + off, sizeof path - off, "%s%s", i ? "." : "", c->path[i]);
-        if (w < 0)
-            break;
+        if (w < 0) break;
         off += (size_t)w;
     }
-    return cl_seterr(c->err, c->errlen, CL_EINVAL, "%s: %s at byte offset %td of the datum",
-                     what, path[0] ? path : "(datum)", c->p - c->start);
+    return cl_seterr(c->err, c->errlen, CL_EINVAL, "%s: %s at byte offset %td of the datum", what,
+                     path[0] ? path : "(datum)", c->p - c->start);
 }
 
 static int read_varlong(checker *c, int64_t *out)
 {
     uint64_t v = 0;
     for (int shift = 0; shift < 64; shift += 7) {
-        if (c->p >= c->end)
-            return check_fail(c, "truncated datum (varint)");
+        if (c->p >= c->end) return check_fail(c, "truncated datum (varint)");
         uint8_t b = *c->p++;
-        if (shift == 63 && (b & 0x7e))
-            return check_fail(c, "varint overflows 64 bits");
+        if (shift == 63 && (b & 0x7e)) return check_fail(c, "varint overflows 64 bits");
         v |= (uint64_t)(b & 0x7f) << shift;
         if (!(b & 0x80)) {
             *out = (int64_t)((v >> 1) ^ (0 - (v & 1)));
@@ -1085,8 +1073,7 @@ static int read_varlong(checker *c, int64_t *out)
 
 static int need(checker *c, int64_t n, const char *what)
 {
-    if (n < 0)
-        return check_fail(c, what);
+    if (n < 0) return check_fail(c, what);
     if ((uint64_t)n > (uint64_t)(c->end - c->p)) {
         char msg[96];
         snprintf(msg, sizeof msg, "truncated datum (%s of %" PRId64 " bytes, %td left)", what, n,
@@ -1101,21 +1088,17 @@ static int check_node(checker *c, const node *n)
 {
     int64_t v;
     int rc;
-    if (c->depth >= MAX_VALUE_DEPTH)
-        return check_fail(c, "datum nested too deeply");
+    if (c->depth >= MAX_VALUE_DEPTH) return check_fail(c, "datum nested too deeply");
     switch (n->k) {
     case K_NULL:
         return CL_OK;
     case K_BOOLEAN:
-        if (c->p >= c->end)
-            return check_fail(c, "truncated datum (boolean)");
-        if (*c->p > 1)
-            return check_fail(c, "boolean byte is neither 0 nor 1");
+        if (c->p >= c->end) return check_fail(c, "truncated datum (boolean)");
+        if (*c->p > 1) return check_fail(c, "boolean byte is neither 0 nor 1");
         c->p++;
         return CL_OK;
     case K_INT:
-        if ((rc = read_varlong(c, &v)) != CL_OK)
-            return rc;
+        if ((rc = read_varlong(c, &v)) != CL_OK) return rc;
         return v < INT32_MIN || v > INT32_MAX ? check_fail(c, "int out of 32-bit range") : CL_OK;
     case K_LONG:
         return read_varlong(c, &v);
@@ -1125,19 +1108,16 @@ static int check_node(checker *c, const node *n)
         return need(c, 8, "double");
     case K_BYTES:
     case K_STRING:
-        if ((rc = read_varlong(c, &v)) != CL_OK)
-            return rc;
+        if ((rc = read_varlong(c, &v)) != CL_OK) return rc;
         return need(c, v, n->k == K_BYTES ? "bytes" : "string");
     case K_FIXED:
         return need(c, n->size, "fixed");
     case K_ENUM:
-        if ((rc = read_varlong(c, &v)) != CL_OK)
-            return rc;
+        if ((rc = read_varlong(c, &v)) != CL_OK) return rc;
         return v < 0 || (uint64_t)v >= n->nsymbols ? check_fail(c, "enum index out of range")
                                                    : CL_OK;
     case K_UNION:
-        if ((rc = read_varlong(c, &v)) != CL_OK)
-            return rc;
+        if ((rc = read_varlong(c, &v)) != CL_OK) return rc;
         if (v < 0 || (uint64_t)v >= n->nbranches)
             return check_fail(c, "union branch index out of range");
         c->depth++;
@@ -1150,8 +1130,7 @@ static int check_node(checker *c, const node *n)
             c->path[c->npath++] = n->fields[i].name;
             rc = check_node(c, n->fields[i].type);
             c->npath--;
-            if (rc != CL_OK)
-                return rc;
+            if (rc != CL_OK) return rc;
         }
         c->depth--;
         return CL_OK;
@@ -1160,17 +1139,13 @@ static int check_node(checker *c, const node *n)
         c->depth++;
         for (;;) {
             int64_t count;
-            if ((rc = read_varlong(c, &count)) != CL_OK)
-                return rc;
-            if (count == 0)
-                break;
+            if ((rc = read_varlong(c, &count)) != CL_OK) return rc;
+            if (count == 0) break;
             if (count < 0) {
                 int64_t bytes;
-                if (count == INT64_MIN)
-                    return check_fail(c, "block count out of range");
+                if (count == INT64_MIN) return check_fail(c, "block count out of range");
                 count = -count;
-                if ((rc = read_varlong(c, &bytes)) != CL_OK)
-                    return rc;
+                if ((rc = read_varlong(c, &bytes)) != CL_OK) return rc;
                 if (bytes < 0 || (uint64_t)bytes > (uint64_t)(c->end - c->p))
                     return check_fail(c, "block byte size exceeds the datum");
             }
@@ -1182,8 +1157,7 @@ static int check_node(checker *c, const node *n)
                     if ((rc = read_varlong(c, &v)) != CL_OK || (rc = need(c, v, "map key")) != 0)
                         return rc;
                 }
-                if ((rc = check_node(c, n->items)) != CL_OK)
-                    return rc;
+                if ((rc = check_node(c, n->items)) != CL_OK) return rc;
             }
         }
         c->depth--;
@@ -1195,11 +1169,14 @@ static int check_node(checker *c, const node *n)
 /* Returns CL_OK when data is exactly one well-formed datum of the schema. */
 static int check_datum(const node *root, const uint8_t *data, size_t len, char *err, size_t errlen)
 {
-    checker c = {.start = data, .p = data, .end = data + len,
-                 .items_left = MAX_ITEMS_PER_DATUM, .err = err, .errlen = errlen};
+    checker c = {.start = data,
+                 .p = data,
+                 .end = data + len,
+                 .items_left = MAX_ITEMS_PER_DATUM,
+                 .err = err,
+                 .errlen = errlen};
     int rc = check_node(&c, root);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     if (c.p != c.end)
         return cl_seterr(err, errlen, CL_EINVAL,
                          "trailing bytes: the datum ends at byte %td but the message has %zu",
@@ -1226,10 +1203,8 @@ static size_t path_push(jctx *c, const char *seg, int index)
         int w = seg ? snprintf(c->path + c->plen, sizeof c->path - c->plen, "%s%s",
                                c->plen ? "." : "", seg)
                     : snprintf(c->path + c->plen, sizeof c->path - c->plen, "[%d]", index);
-        if (w > 0)
-            c->plen += (size_t)w;
-        if (c->plen >= sizeof c->path)
-            c->plen = sizeof c->path - 1;
+        if (w > 0) c->plen += (size_t)w;
+        if (c->plen >= sizeof c->path) c->plen = sizeof c->path - 1;
     }
     return saved;
 }
@@ -1286,8 +1261,7 @@ static int json_to_bytes(jctx *c, const json_t *j, cl_buf *out)
         } else {
             return jfail(c, "bytes must be a string of code points 0..255");
         }
-        if (cp > 255)
-            return jfail(c, "bytes must be a string of code points 0..255");
+        if (cp > 255) return jfail(c, "bytes must be a string of code points 0..255");
         unsigned char b = (unsigned char)cp;
         if (cl_buf_append(out, &b, 1) != CL_OK)
             return cl_seterr(c->err, c->errlen, CL_ENOMEM, "%s: bytes value too large", c->path);
@@ -1302,8 +1276,7 @@ static int json_to_double(const json_t *j, double *out)
         return 1;
     }
     const char *s = json_string_value(j);
-    if (!s)
-        return 0;
+    if (!s) return 0;
     if (strcmp(s, "NaN") == 0)
         *out = NAN;
     else if (strcmp(s, "Infinity") == 0)
@@ -1324,54 +1297,45 @@ static int fill(jctx *c, const node *n, const json_t *j, avro_value_t *v)
     double d;
     switch (n->k) {
     case K_NULL:
-        if (!json_is_null(j))
-            return jfail(c, "expected null");
+        if (!json_is_null(j)) return jfail(c, "expected null");
         return v && avro_value_set_null(v) ? avro_fail(c, "set_null") : CL_OK;
     case K_BOOLEAN:
-        if (!json_is_boolean(j))
-            return jfail(c, "expected a boolean");
+        if (!json_is_boolean(j)) return jfail(c, "expected a boolean");
         return v && avro_value_set_boolean(v, json_is_true(j)) ? avro_fail(c, "set_boolean")
-                                                                : CL_OK;
+                                                               : CL_OK;
     case K_INT:
         if (!json_is_integer(j) || json_integer_value(j) < INT32_MIN ||
             json_integer_value(j) > INT32_MAX)
             return jfail(c, "expected a 32-bit integer");
         return v && avro_value_set_int(v, (int32_t)json_integer_value(j)) ? avro_fail(c, "set_int")
-                                                                           : CL_OK;
+                                                                          : CL_OK;
     case K_LONG:
-        if (!json_is_integer(j))
-            return jfail(c, "expected an integer");
+        if (!json_is_integer(j)) return jfail(c, "expected an integer");
         return v && avro_value_set_long(v, (int64_t)json_integer_value(j))
                    ? avro_fail(c, "set_long")
                    : CL_OK;
     case K_FLOAT:
     case K_DOUBLE:
-        if (!json_to_double(j, &d))
-            return jfail(c, "expected a number");
-        if (!v)
-            return CL_OK;
+        if (!json_to_double(j, &d)) return jfail(c, "expected a number");
+        if (!v) return CL_OK;
         rc = n->k == K_FLOAT ? avro_value_set_float(v, (float)d) : avro_value_set_double(v, d);
         return rc ? avro_fail(c, "set_double") : CL_OK;
     case K_STRING:
-        if (!json_is_string(j))
-            return jfail(c, "expected a string");
+        if (!json_is_string(j)) return jfail(c, "expected a string");
         return v && avro_value_set_string_len(v, json_string_value(j), json_string_length(j) + 1)
                    ? avro_fail(c, "set_string")
                    : CL_OK;
     case K_BYTES:
     case K_FIXED:
-        if (!json_is_string(j))
-            return jfail(c, "expected a string of byte code points");
-        if ((rc = json_to_bytes(c, j, c->scratch)) != CL_OK)
-            return rc;
+        if (!json_is_string(j)) return jfail(c, "expected a string of byte code points");
+        if ((rc = json_to_bytes(c, j, c->scratch)) != CL_OK) return rc;
         if (n->k == K_FIXED && c->scratch->len != (size_t)n->size) {
             char msg[96];
             snprintf(msg, sizeof msg, "fixed %s needs %" PRId64 " bytes, got %zu", n->fullname,
                      n->size, c->scratch->len);
             return jfail(c, "%s", msg);
         }
-        if (!v)
-            return CL_OK;
+        if (!v) return CL_OK;
         rc = n->k == K_FIXED ? avro_value_set_fixed(v, nonnull(c->scratch->data), c->scratch->len)
                              : avro_value_set_bytes(v, nonnull(c->scratch->data), c->scratch->len);
         return rc ? avro_fail(c, "set_bytes") : CL_OK;
@@ -1382,8 +1346,7 @@ static int fill(jctx *c, const node *n, const json_t *j, avro_value_t *v)
                     return v && avro_value_set_enum(v, (int)i) ? avro_fail(c, "set_enum") : CL_OK;
         return jfail(c, "expected a symbol of enum %s", n->fullname);
     case K_ARRAY:
-        if (!json_is_array(j))
-            return jfail(c, "expected an array");
+        if (!json_is_array(j)) return jfail(c, "expected an array");
         for (i = 0; i < json_array_size(j); i++) {
             saved = path_push(c, NULL, (int)i);
             if (v && avro_value_append(v, &child, NULL))
@@ -1391,36 +1354,33 @@ static int fill(jctx *c, const node *n, const json_t *j, avro_value_t *v)
             else
                 rc = fill(c, n->items, json_array_get(j, i), v ? &child : NULL);
             path_pop(c, saved);
-            if (rc != CL_OK)
-                return rc;
+            if (rc != CL_OK) return rc;
         }
         return CL_OK;
     case K_MAP: {
         const char *key;
         const json_t *jv;
-        if (!json_is_object(j))
-            return jfail(c, "expected an object (map)");
-        json_object_foreach((json_t *)j, key, jv) {
+        if (!json_is_object(j)) return jfail(c, "expected an object (map)");
+        json_object_foreach((json_t *)j, key, jv)
+        {
             saved = path_push(c, key, 0);
             if (v && avro_value_add(v, key, &child, NULL, NULL))
                 rc = avro_fail(c, "map add");
             else
                 rc = fill(c, n->items, jv, v ? &child : NULL);
             path_pop(c, saved);
-            if (rc != CL_OK)
-                return rc;
+            if (rc != CL_OK) return rc;
         }
         return CL_OK;
     }
     case K_RECORD: {
         const char *key;
         const json_t *jv;
-        if (!json_is_object(j))
-            return jfail(c, "expected an object (record %s)", n->fullname);
-        json_object_foreach((json_t *)j, key, jv) {
+        if (!json_is_object(j)) return jfail(c, "expected an object (record %s)", n->fullname);
+        json_object_foreach((json_t *)j, key, jv)
+        {
             for (i = 0; i < n->nfields; i++)
-                if (strcmp(n->fields[i].name, key) == 0)
-                    break;
+                if (strcmp(n->fields[i].name, key) == 0) break;
             if (i == n->nfields) {
                 saved = path_push(c, key, 0);
                 rc = jfail(c, "no such field in record %s", n->fullname);
@@ -1439,8 +1399,7 @@ static int fill(jctx *c, const node *n, const json_t *j, avro_value_t *v)
             else
                 rc = fill(c, f->type, fj ? fj : f->def, v ? &child : NULL);
             path_pop(c, saved);
-            if (rc != CL_OK)
-                return rc;
+            if (rc != CL_OK) return rc;
         }
         return CL_OK;
     }
@@ -1462,14 +1421,10 @@ static int fill(jctx *c, const node *n, const json_t *j, avro_value_t *v)
             }
         }
         for (i = 0; i < n->nbranches && chosen < 0; i++)
-            if (fill(c, n->branches[i], j, NULL) == CL_OK)
-                chosen = (int)i;
-        if (chosen < 0)
-            return jfail(c, "value matches no branch of the union");
-        if (!v)
-            return CL_OK;
-        if (avro_value_set_branch(v, chosen, &child))
-            return avro_fail(c, "set_branch");
+            if (fill(c, n->branches[i], j, NULL) == CL_OK) chosen = (int)i;
+        if (chosen < 0) return jfail(c, "value matches no branch of the union");
+        if (!v) return CL_OK;
+        if (avro_value_set_branch(v, chosen, &child)) return avro_fail(c, "set_branch");
         return fill(c, n->branches[chosen], inner, &child);
     }
     }
@@ -1493,18 +1448,15 @@ int cl_avro_value_from_json(avro_value_t *value, const cl_avro_schema *schema, c
 
 static json_t *double_to_json(double d)
 {
-    if (isnan(d))
-        return json_string("NaN");
-    if (isinf(d))
-        return json_string(d > 0 ? "Infinity" : "-Infinity");
+    if (isnan(d)) return json_string("NaN");
+    if (isinf(d)) return json_string(d > 0 ? "Infinity" : "-Infinity");
     return json_real(d);
 }
 
 static json_t *bytes_to_json(const uint8_t *p, size_t len)
 {
     char *s = malloc(len * 2 + 1);
-    if (!s)
-        return NULL;
+    if (!s) return NULL;
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
         if (p[i] < 0x80) {
@@ -1532,62 +1484,52 @@ static int to_json(jctx *c, const node *n, const avro_value_t *v, json_t **out)
         break;
     case K_BOOLEAN: {
         int b;
-        if (avro_value_get_boolean(v, &b))
-            return avro_fail(c, "get_boolean");
+        if (avro_value_get_boolean(v, &b)) return avro_fail(c, "get_boolean");
         *out = json_boolean(b);
         break;
     }
     case K_INT: {
         int32_t x;
-        if (avro_value_get_int(v, &x))
-            return avro_fail(c, "get_int");
+        if (avro_value_get_int(v, &x)) return avro_fail(c, "get_int");
         *out = json_integer(x);
         break;
     }
     case K_LONG: {
         int64_t x;
-        if (avro_value_get_long(v, &x))
-            return avro_fail(c, "get_long");
+        if (avro_value_get_long(v, &x)) return avro_fail(c, "get_long");
         *out = json_integer(x);
         break;
     }
     case K_FLOAT: {
         float x;
-        if (avro_value_get_float(v, &x))
-            return avro_fail(c, "get_float");
+        if (avro_value_get_float(v, &x)) return avro_fail(c, "get_float");
         *out = double_to_json(x);
         break;
     }
     case K_DOUBLE: {
         double x;
-        if (avro_value_get_double(v, &x))
-            return avro_fail(c, "get_double");
+        if (avro_value_get_double(v, &x)) return avro_fail(c, "get_double");
         *out = double_to_json(x);
         break;
     }
     case K_STRING: {
         const char *s;
-        if (avro_value_get_string(v, &s, &size))
-            return avro_fail(c, "get_string");
+        if (avro_value_get_string(v, &s, &size)) return avro_fail(c, "get_string");
         *out = json_stringn(s, size ? size - 1 : 0);
-        if (!*out)
-            return jfail(c, "string is not valid UTF-8");
+        if (!*out) return jfail(c, "string is not valid UTF-8");
         break;
     }
     case K_BYTES:
-        if (avro_value_get_bytes(v, &buf, &size))
-            return avro_fail(c, "get_bytes");
+        if (avro_value_get_bytes(v, &buf, &size)) return avro_fail(c, "get_bytes");
         *out = bytes_to_json(buf, size);
         break;
     case K_FIXED:
-        if (avro_value_get_fixed(v, &buf, &size))
-            return avro_fail(c, "get_fixed");
+        if (avro_value_get_fixed(v, &buf, &size)) return avro_fail(c, "get_fixed");
         *out = bytes_to_json(buf, size);
         break;
     case K_ENUM: {
         int e;
-        if (avro_value_get_enum(v, &e))
-            return avro_fail(c, "get_enum");
+        if (avro_value_get_enum(v, &e)) return avro_fail(c, "get_enum");
         if (e < 0 || (size_t)e >= n->nsymbols)
             return jfail(c, "enum index out of range in %s", n->fullname);
         *out = json_string(n->symbols[e]);
@@ -1595,14 +1537,12 @@ static int to_json(jctx *c, const node *n, const avro_value_t *v, json_t **out)
     }
     case K_ARRAY:
     case K_MAP:
-        if (avro_value_get_size(v, &size))
-            return avro_fail(c, "get_size");
+        if (avro_value_get_size(v, &size)) return avro_fail(c, "get_size");
         *out = n->k == K_ARRAY ? json_array() : json_object();
         for (i = 0; *out && rc == CL_OK && i < size; i++) {
             const char *key = NULL;
             json_t *item;
-            if (avro_value_get_by_index(v, i, &child, &key))
-                rc = avro_fail(c, "get_by_index");
+            if (avro_value_get_by_index(v, i, &child, &key)) rc = avro_fail(c, "get_by_index");
             saved = path_push(c, key, (int)i);
             if (rc == CL_OK && (rc = to_json(c, n->items, &child, &item)) == CL_OK) {
                 if ((n->k == K_ARRAY ? json_array_append_new(*out, item)
@@ -1630,15 +1570,13 @@ static int to_json(jctx *c, const node *n, const avro_value_t *v, json_t **out)
         json_t *inner;
         if (avro_value_get_discriminant(v, &d) || avro_value_get_current_branch(v, &child))
             return avro_fail(c, "union branch");
-        if (d < 0 || (size_t)d >= n->nbranches)
-            return jfail(c, "union has no branch selected");
+        if (d < 0 || (size_t)d >= n->nbranches) return jfail(c, "union has no branch selected");
         const node *b = n->branches[d];
         if (b->k == K_NULL) {
             *out = json_null();
             break;
         }
-        if ((rc = to_json(c, b, &child, &inner)) != CL_OK)
-            return rc;
+        if ((rc = to_json(c, b, &child, &inner)) != CL_OK) return rc;
         *out = json_object();
         if (*out && json_object_set_new(*out, node_type_name(b), inner) != 0)
             rc = cl_seterr(c->err, c->errlen, CL_ENOMEM, "out of memory");
@@ -1682,7 +1620,7 @@ typedef enum {
 typedef struct plan plan;
 
 typedef struct {
-    int windex;        /* writer field index, or -1: take the default */
+    int windex; /* writer field index, or -1: take the default */
     plan *sub;
     const json_t *def; /* reader default (borrowed from the reader schema document) */
     const node *rtype;
@@ -1731,14 +1669,12 @@ static plan *plan_new(planner *pl, plan_kind k, const node *w, const node *r)
     if (pl->n == pl->cap) {
         size_t cap = pl->cap ? pl->cap * 2 : 16;
         plan **v = realloc(pl->v, cap * sizeof *v);
-        if (!v)
-            return pl->oom = 1, NULL;
+        if (!v) return pl->oom = 1, NULL;
         pl->v = v;
         pl->cap = cap;
     }
     plan *p = calloc(1, sizeof *p);
-    if (!p)
-        return pl->oom = 1, NULL;
+    if (!p) return pl->oom = 1, NULL;
     p->k = k;
     p->w = w;
     p->r = r;
@@ -1752,28 +1688,24 @@ static plan *plan_error(planner *pl, const node *w, const node *r, const char *f
 static plan *plan_error(planner *pl, const node *w, const node *r, const char *fmt, ...)
 {
     plan *p = plan_new(pl, P_ERROR, w, r);
-    if (!p)
-        return NULL;
+    if (!p) return NULL;
     char msg[CL_ERRLEN];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     p->error = strdup(msg);
-    if (!p->error)
-        pl->oom = 1;
+    if (!p->error) pl->oom = 1;
     return p;
 }
 
 static int names_match(const node *w, const node *r)
 {
-    if (strcmp(w->name, r->name) == 0 || strcmp(w->fullname, r->fullname) == 0)
-        return 1;
+    if (strcmp(w->name, r->name) == 0 || strcmp(w->fullname, r->fullname) == 0) return 1;
     for (size_t i = 0; i < r->naliases; i++) {
         const char *a = r->aliases[i];
         const char *dot = strrchr(a, '.');
-        if (strcmp(a, w->fullname) == 0 || strcmp(dot ? dot + 1 : a, w->name) == 0)
-            return 1;
+        if (strcmp(a, w->fullname) == 0 || strcmp(dot ? dot + 1 : a, w->name) == 0) return 1;
     }
     return 0;
 }
@@ -1781,21 +1713,25 @@ static int names_match(const node *w, const node *r)
 static int promotable(kind w, kind r)
 {
     switch (w) {
-    case K_INT: return r == K_LONG || r == K_FLOAT || r == K_DOUBLE;
-    case K_LONG: return r == K_FLOAT || r == K_DOUBLE;
-    case K_FLOAT: return r == K_DOUBLE;
-    case K_STRING: return r == K_BYTES;
-    case K_BYTES: return r == K_STRING;
-    default: return 0;
+    case K_INT:
+        return r == K_LONG || r == K_FLOAT || r == K_DOUBLE;
+    case K_LONG:
+        return r == K_FLOAT || r == K_DOUBLE;
+    case K_FLOAT:
+        return r == K_DOUBLE;
+    case K_STRING:
+        return r == K_BYTES;
+    case K_BYTES:
+        return r == K_STRING;
+    default:
+        return 0;
     }
 }
 
 static int same_type(const node *w, const node *r)
 {
-    if (w->k != r->k)
-        return 0;
-    if (w->k == K_RECORD || w->k == K_ENUM || w->k == K_FIXED)
-        return names_match(w, r);
+    if (w->k != r->k) return 0;
+    if (w->k == K_RECORD || w->k == K_ENUM || w->k == K_FIXED) return names_match(w, r);
     return 1;
 }
 
@@ -1804,11 +1740,9 @@ static plan *build_plan(planner *pl, const node *w, const node *r);
 static plan *build_record(planner *pl, const node *w, const node *r)
 {
     plan *p = plan_new(pl, P_RECORD, w, r);
-    if (!p)
-        return NULL;
+    if (!p) return NULL;
     p->fields = calloc(r->nfields ? r->nfields : 1, sizeof *p->fields);
-    if (!p->fields)
-        return pl->oom = 1, NULL;
+    if (!p->fields) return pl->oom = 1, NULL;
     p->nfields = r->nfields;
     for (size_t i = 0; i < r->nfields; i++) {
         const field *rf = &r->fields[i];
@@ -1817,19 +1751,16 @@ static plan *build_record(planner *pl, const node *w, const node *r)
         pf->rtype = rf->type;
         pf->name = rf->name;
         for (size_t k = 0; k < w->nfields && pf->windex < 0; k++) {
-            if (strcmp(w->fields[k].name, rf->name) == 0)
-                pf->windex = (int)k;
+            if (strcmp(w->fields[k].name, rf->name) == 0) pf->windex = (int)k;
             for (size_t a = 0; a < rf->naliases && pf->windex < 0; a++)
-                if (strcmp(w->fields[k].name, rf->aliases[a]) == 0)
-                    pf->windex = (int)k;
+                if (strcmp(w->fields[k].name, rf->aliases[a]) == 0) pf->windex = (int)k;
         }
         if (pf->windex >= 0) {
             pf->sub = build_plan(pl, w->fields[pf->windex].type, rf->type);
-            if (!pf->sub)
-                return NULL;
+            if (!pf->sub) return NULL;
             if (pf->sub->k == P_ERROR) {
-                plan *e = plan_error(pl, w, r, "field %s.%s: %s", r->fullname, rf->name,
-                                     pf->sub->error);
+                plan *e =
+                    plan_error(pl, w, r, "field %s.%s: %s", r->fullname, rf->name, pf->sub->error);
                 if (e) /* the record plan may be referenced recursively: turn it into the error */
                     p->k = P_ERROR, p->error = e->error, e->error = NULL;
                 return p;
@@ -1839,12 +1770,11 @@ static plan *build_record(planner *pl, const node *w, const node *r)
         if (!rf->def) {
             char msg[CL_ERRLEN];
             snprintf(msg, sizeof msg,
-                     "field %s.%s: missing from the writer schema and has no default",
-                     r->fullname, rf->name);
+                     "field %s.%s: missing from the writer schema and has no default", r->fullname,
+                     rf->name);
             p->k = P_ERROR;
             p->error = strdup(msg);
-            if (!p->error)
-                pl->oom = 1;
+            if (!p->error) pl->oom = 1;
             return p;
         }
         /* Check the default once here, so applying it per record cannot fail. */
@@ -1860,8 +1790,7 @@ static plan *build_record(planner *pl, const node *w, const node *r)
                      err);
             p->k = P_ERROR;
             p->error = strdup(msg);
-            if (!p->error)
-                pl->oom = 1;
+            if (!p->error) pl->oom = 1;
             return p;
         }
         pf->def = rf->def;
@@ -1872,58 +1801,46 @@ static plan *build_record(planner *pl, const node *w, const node *r)
 static plan *build_plan(planner *pl, const node *w, const node *r)
 {
     for (size_t i = 0; i < pl->n; i++) /* memo: recursive schemas and shared named types */
-        if (pl->v[i]->w == w && pl->v[i]->r == r)
-            return pl->v[i];
+        if (pl->v[i]->w == w && pl->v[i]->r == r) return pl->v[i];
     plan *p;
     if (w->k == K_UNION) {
-        if (!(p = plan_new(pl, P_WUNION, w, r)))
-            return NULL;
-        if (!(p->branches = calloc(w->nbranches, sizeof *p->branches)))
-            return pl->oom = 1, NULL;
+        if (!(p = plan_new(pl, P_WUNION, w, r))) return NULL;
+        if (!(p->branches = calloc(w->nbranches, sizeof *p->branches))) return pl->oom = 1, NULL;
         p->nbranches = w->nbranches;
         int any = 0;
         for (size_t i = 0; i < w->nbranches; i++) {
-            if (!(p->branches[i] = build_plan(pl, w->branches[i], r)))
-                return NULL;
+            if (!(p->branches[i] = build_plan(pl, w->branches[i], r))) return NULL;
             any |= p->branches[i]->k != P_ERROR;
         }
         if (!any) {
             p->k = P_ERROR;
             p->error = strdup(p->branches[0]->error);
-            if (!p->error)
-                pl->oom = 1;
+            if (!p->error) pl->oom = 1;
         }
         return p;
     }
     if (r->k == K_UNION) {
         int chosen = -1;
         for (size_t i = 0; i < r->nbranches && chosen < 0; i++)
-            if (same_type(w, r->branches[i]))
-                chosen = (int)i;
+            if (same_type(w, r->branches[i])) chosen = (int)i;
         for (size_t i = 0; i < r->nbranches && chosen < 0; i++)
-            if (promotable(w->k, r->branches[i]->k))
-                chosen = (int)i;
+            if (promotable(w->k, r->branches[i]->k)) chosen = (int)i;
         if (chosen < 0)
             return plan_error(pl, w, r, "writer type %s matches no branch of the reader union",
                               node_type_name(w));
-        if (!(p = plan_new(pl, P_RUNION, w, r)))
-            return NULL;
+        if (!(p = plan_new(pl, P_RUNION, w, r))) return NULL;
         p->rbranch = chosen;
-        if (!(p->sub = build_plan(pl, w, r->branches[chosen])))
-            return NULL;
+        if (!(p->sub = build_plan(pl, w, r->branches[chosen]))) return NULL;
         if (p->sub->k == P_ERROR) {
             p->k = P_ERROR;
-            if (!(p->error = strdup(p->sub->error)))
-                pl->oom = 1;
+            if (!(p->error = strdup(p->sub->error))) pl->oom = 1;
         }
         return p;
     }
-    if (w->k <= K_STRING && w->k == r->k)
-        return plan_new(pl, P_SAME, w, r);
-    if (promotable(w->k, r->k))
-        return plan_new(pl, P_PROMOTE, w, r);
-    if (w->k != r->k || ((w->k == K_RECORD || w->k == K_ENUM || w->k == K_FIXED) &&
-                         !names_match(w, r)))
+    if (w->k <= K_STRING && w->k == r->k) return plan_new(pl, P_SAME, w, r);
+    if (promotable(w->k, r->k)) return plan_new(pl, P_PROMOTE, w, r);
+    if (w->k != r->k ||
+        ((w->k == K_RECORD || w->k == K_ENUM || w->k == K_FIXED) && !names_match(w, r)))
         return plan_error(pl, w, r, "writer type %s cannot be read as reader type %s",
                           node_type_name(w), node_type_name(r));
     switch (w->k) {
@@ -1933,15 +1850,12 @@ static plan *build_plan(planner *pl, const node *w, const node *r)
                               r->fullname, w->size, r->size);
         return plan_new(pl, P_FIXED, w, r);
     case K_ENUM:
-        if (!(p = plan_new(pl, P_ENUM, w, r)))
-            return NULL;
-        if (!(p->enum_map = malloc(w->nsymbols * sizeof *p->enum_map)))
-            return pl->oom = 1, NULL;
+        if (!(p = plan_new(pl, P_ENUM, w, r))) return NULL;
+        if (!(p->enum_map = malloc(w->nsymbols * sizeof *p->enum_map))) return pl->oom = 1, NULL;
         for (size_t i = 0; i < w->nsymbols; i++) {
             p->enum_map[i] = -1;
             for (size_t k = 0; k < r->nsymbols; k++)
-                if (strcmp(w->symbols[i], r->symbols[k]) == 0)
-                    p->enum_map[i] = (int)k;
+                if (strcmp(w->symbols[i], r->symbols[k]) == 0) p->enum_map[i] = (int)k;
             if (p->enum_map[i] < 0)
                 p->enum_map[i] = r->enum_default; /* may stay -1: error if the symbol occurs */
         }
@@ -1950,14 +1864,11 @@ static plan *build_plan(planner *pl, const node *w, const node *r)
         return build_record(pl, w, r);
     case K_ARRAY:
     case K_MAP:
-        if (!(p = plan_new(pl, w->k == K_ARRAY ? P_ARRAY : P_MAP, w, r)))
-            return NULL;
-        if (!(p->items = build_plan(pl, w->items, r->items)))
-            return NULL;
+        if (!(p = plan_new(pl, w->k == K_ARRAY ? P_ARRAY : P_MAP, w, r))) return NULL;
+        if (!(p->items = build_plan(pl, w->items, r->items))) return NULL;
         if (p->items->k == P_ERROR) {
             p->k = P_ERROR;
-            if (!(p->error = strdup(p->items->error)))
-                pl->oom = 1;
+            if (!(p->error = strdup(p->items->error))) pl->oom = 1;
         }
         return p;
     default:
@@ -1986,37 +1897,45 @@ static int apply(actx *a, const plan *p, avro_value_t *src, avro_value_t *dst)
         case K_BOOLEAN: {
             int b;
             return avro_value_get_boolean(src, &b) || avro_value_set_boolean(dst, b)
-                       ? avro_fail(c, "copy boolean") : CL_OK;
+                       ? avro_fail(c, "copy boolean")
+                       : CL_OK;
         }
         case K_INT: {
             int32_t x;
             return avro_value_get_int(src, &x) || avro_value_set_int(dst, x)
-                       ? avro_fail(c, "copy int") : CL_OK;
+                       ? avro_fail(c, "copy int")
+                       : CL_OK;
         }
         case K_LONG: {
             int64_t x;
             return avro_value_get_long(src, &x) || avro_value_set_long(dst, x)
-                       ? avro_fail(c, "copy long") : CL_OK;
+                       ? avro_fail(c, "copy long")
+                       : CL_OK;
         }
         case K_FLOAT: {
             float x;
             return avro_value_get_float(src, &x) || avro_value_set_float(dst, x)
-                       ? avro_fail(c, "copy float") : CL_OK;
+                       ? avro_fail(c, "copy float")
+                       : CL_OK;
         }
         case K_DOUBLE: {
             double x;
             return avro_value_get_double(src, &x) || avro_value_set_double(dst, x)
-                       ? avro_fail(c, "copy double") : CL_OK;
+                       ? avro_fail(c, "copy double")
+                       : CL_OK;
         }
         case K_BYTES: {
             const void *b;
-            return avro_value_get_bytes(src, &b, &size) || avro_value_set_bytes(dst, nonnull(b), size)
-                       ? avro_fail(c, "copy bytes") : CL_OK;
+            return avro_value_get_bytes(src, &b, &size) ||
+                           avro_value_set_bytes(dst, nonnull(b), size)
+                       ? avro_fail(c, "copy bytes")
+                       : CL_OK;
         }
         case K_STRING: {
             const char *s;
             return avro_value_get_string(src, &s, &size) || avro_value_set_string_len(dst, s, size)
-                       ? avro_fail(c, "copy string") : CL_OK;
+                       ? avro_fail(c, "copy string")
+                       : CL_OK;
         }
         default:
             break;
@@ -2031,48 +1950,46 @@ static int apply(actx *a, const plan *p, avro_value_t *src, avro_value_t *dst)
             const char *s;
             return avro_value_get_string(src, &s, &size) ||
                            avro_value_set_bytes(dst, nonnull(s), size ? size - 1 : 0)
-                       ? avro_fail(c, "string->bytes") : CL_OK;
+                       ? avro_fail(c, "string->bytes")
+                       : CL_OK;
         }
         if (p->w->k == K_BYTES && p->r->k == K_STRING) {
             const void *b;
             const char nul = '\0';
-            if (avro_value_get_bytes(src, &b, &size))
-                return avro_fail(c, "get_bytes");
+            if (avro_value_get_bytes(src, &b, &size)) return avro_fail(c, "get_bytes");
             cl_buf_reset(a->scratch);
             if (cl_buf_append(a->scratch, b, size) != CL_OK || cl_buf_append(a->scratch, &nul, 1))
                 return cl_seterr(c->err, c->errlen, CL_ENOMEM, "bytes->string: out of memory");
             return avro_value_set_string_len(dst, a->scratch->data, size + 1)
-                       ? avro_fail(c, "bytes->string") : CL_OK;
+                       ? avro_fail(c, "bytes->string")
+                       : CL_OK;
         }
         if (p->w->k == K_INT) {
-            if (avro_value_get_int(src, &i32))
-                return avro_fail(c, "get_int");
+            if (avro_value_get_int(src, &i32)) return avro_fail(c, "get_int");
             if (p->r->k == K_LONG)
                 return avro_value_set_long(dst, i32) ? avro_fail(c, "int->long") : CL_OK;
             d = i32;
         } else if (p->w->k == K_LONG) {
-            if (avro_value_get_long(src, &i64))
-                return avro_fail(c, "get_long");
+            if (avro_value_get_long(src, &i64)) return avro_fail(c, "get_long");
             d = (double)i64;
         } else {
-            if (avro_value_get_float(src, &f))
-                return avro_fail(c, "get_float");
+            if (avro_value_get_float(src, &f)) return avro_fail(c, "get_float");
             d = f;
         }
-        rc = p->r->k == K_FLOAT ? avro_value_set_float(dst, (float)d) : avro_value_set_double(dst, d);
+        rc = p->r->k == K_FLOAT ? avro_value_set_float(dst, (float)d)
+                                : avro_value_set_double(dst, d);
         return rc ? avro_fail(c, "numeric promotion") : CL_OK;
     }
     case P_FIXED: {
         const void *b;
         return avro_value_get_fixed(src, &b, &size) || avro_value_set_fixed(dst, nonnull(b), size)
-                   ? avro_fail(c, "copy fixed") : CL_OK;
+                   ? avro_fail(c, "copy fixed")
+                   : CL_OK;
     }
     case P_ENUM: {
         int e;
-        if (avro_value_get_enum(src, &e))
-            return avro_fail(c, "get_enum");
-        if (e < 0 || (size_t)e >= p->w->nsymbols)
-            return jfail(c, "enum index out of range");
+        if (avro_value_get_enum(src, &e)) return avro_fail(c, "get_enum");
+        if (e < 0 || (size_t)e >= p->w->nsymbols) return jfail(c, "enum index out of range");
         if (p->enum_map[e] < 0)
             return cl_seterr(c->err, c->errlen, CL_EINVAL,
                              "schema resolution failed: %s: symbol '%s' is not in the reader's "
@@ -2093,36 +2010,30 @@ static int apply(actx *a, const plan *p, avro_value_t *src, avro_value_t *dst)
             else
                 rc = apply(a, pf->sub, &sc, &dc);
             path_pop(c, saved);
-            if (rc != CL_OK)
-                return rc;
+            if (rc != CL_OK) return rc;
         }
         return CL_OK;
     case P_ARRAY:
     case P_MAP:
-        if (avro_value_get_size(src, &size))
-            return avro_fail(c, "get_size");
+        if (avro_value_get_size(src, &size)) return avro_fail(c, "get_size");
         for (i = 0; i < size; i++) {
             const char *key = NULL;
-            if (avro_value_get_by_index(src, i, &sc, &key))
-                return avro_fail(c, "get_by_index");
+            if (avro_value_get_by_index(src, i, &sc, &key)) return avro_fail(c, "get_by_index");
             if (p->k == P_ARRAY ? avro_value_append(dst, &dc, NULL)
                                 : avro_value_add(dst, key, &dc, NULL, NULL))
                 return avro_fail(c, "append");
-            if ((rc = apply(a, p->items, &sc, &dc)) != CL_OK)
-                return rc;
+            if ((rc = apply(a, p->items, &sc, &dc)) != CL_OK) return rc;
         }
         return CL_OK;
     case P_WUNION: {
         int d;
         if (avro_value_get_discriminant(src, &d) || avro_value_get_current_branch(src, &sc))
             return avro_fail(c, "union branch");
-        if (d < 0 || (size_t)d >= p->nbranches)
-            return jfail(c, "union branch out of range");
+        if (d < 0 || (size_t)d >= p->nbranches) return jfail(c, "union branch out of range");
         return apply(a, p->branches[d], &sc, dst);
     }
     case P_RUNION:
-        if (avro_value_set_branch(dst, p->rbranch, &dc))
-            return avro_fail(c, "set_branch");
+        if (avro_value_set_branch(dst, p->rbranch, &dc)) return avro_fail(c, "set_branch");
         return apply(a, p->sub, src, &dc);
     }
     return avro_fail(c, "internal: unknown plan");
@@ -2181,8 +2092,7 @@ static void writer_entry_clear(writer_entry *w)
 
 void cl_avro_codec_free(cl_avro_codec *c)
 {
-    if (!c)
-        return;
+    if (!c) return;
     for (size_t i = 0; i < c->nwriters; i++)
         writer_entry_clear(&c->writers[i]);
     if (c->iface) {
@@ -2190,10 +2100,8 @@ void cl_avro_codec_free(cl_avro_codec *c)
         avro_value_decref(&c->dec_value);
         avro_value_iface_decref(c->iface);
     }
-    if (c->writer)
-        avro_writer_free(c->writer);
-    if (c->reader)
-        avro_reader_free(c->reader);
+    if (c->writer) avro_writer_free(c->writer);
+    if (c->reader) avro_reader_free(c->reader);
     free(c->scratch);
     free(c->subject);
     cl_buf_free(&c->tmp);
@@ -2205,15 +2113,13 @@ int cl_avro_codec_new(cl_avro_codec **out, const cl_avro_schemas *set, const cha
 {
     static const cl_avro_codec_opts defaults = {0};
     *out = NULL;
-    if (!opts)
-        opts = &defaults;
+    if (!opts) opts = &defaults;
     const cl_avro_schema *s = cl_avro_schemas_find(set, record_name);
     if (!s)
         return cl_seterr(err, errlen, CL_ENOTFOUND,
                          "no schema for record '%s' among the loaded .avsc files", record_name);
     cl_avro_codec *c = calloc(1, sizeof *c);
-    if (!c)
-        return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
+    if (!c) return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
     c->set = set;
     c->schema = s;
     c->registry = opts->registry;
@@ -2233,20 +2139,19 @@ int cl_avro_codec_new(cl_avro_codec **out, const cl_avro_schemas *set, const cha
     }
     c->iface = avro_generic_class_from_schema(s->avro);
     if (!c->iface || avro_generic_value_new(c->iface, &c->enc_value) != 0) {
-        if (c->iface)
-            avro_value_iface_decref(c->iface);
+        if (c->iface) avro_value_iface_decref(c->iface);
         c->iface = NULL;
         cl_avro_codec_free(c);
-        return cl_seterr(err, errlen, CL_ERR, "%s: cannot create an avro-c value: %s",
-                         record_name, avro_strerror());
+        return cl_seterr(err, errlen, CL_ERR, "%s: cannot create an avro-c value: %s", record_name,
+                         avro_strerror());
     }
     if (avro_generic_value_new(c->iface, &c->dec_value) != 0) {
         avro_value_decref(&c->enc_value);
         avro_value_iface_decref(c->iface);
         c->iface = NULL;
         cl_avro_codec_free(c);
-        return cl_seterr(err, errlen, CL_ERR, "%s: cannot create an avro-c value: %s",
-                         record_name, avro_strerror());
+        return cl_seterr(err, errlen, CL_ERR, "%s: cannot create an avro-c value: %s", record_name,
+                         avro_strerror());
     }
     c->writer = avro_writer_memory(NULL, 0);
     c->reader = avro_reader_memory(NULL, 0);
@@ -2258,8 +2163,14 @@ int cl_avro_codec_new(cl_avro_codec **out, const cl_avro_schemas *set, const cha
     return CL_OK;
 }
 
-const cl_avro_schema *cl_avro_codec_schema(const cl_avro_codec *c) { return c->schema; }
-const cl_avro_schema *cl_avro_codec_last_writer(const cl_avro_codec *c) { return c->last_writer; }
+const cl_avro_schema *cl_avro_codec_schema(const cl_avro_codec *c)
+{
+    return c->schema;
+}
+const cl_avro_schema *cl_avro_codec_last_writer(const cl_avro_codec *c)
+{
+    return c->last_writer;
+}
 
 avro_value_t *cl_avro_codec_value(cl_avro_codec *c)
 {
@@ -2282,11 +2193,9 @@ int cl_avro_codec_encode(cl_avro_codec *c, avro_value_t *value, cl_buf *out, cha
                                  "registry and a subject, or a fixed schema id",
                                  c->schema->root->fullname);
             rc = cl_registry_register(c->registry, c->subject, c->schema->text, &id, err, errlen);
-            if (rc != CL_OK)
-                return rc;
+            if (rc != CL_OK) return rc;
             c->schema_id = id;
-            if (c->nids < MAX_IDS)
-                c->ids[c->nids++] = (id_entry){id, c->schema->fingerprint};
+            if (c->nids < MAX_IDS) c->ids[c->nids++] = (id_entry){id, c->schema->fingerprint};
         }
         hdr[0] = 0x00;
         hdr[1] = (uint8_t)((uint32_t)c->schema_id >> 24);
@@ -2337,8 +2246,7 @@ static int writer_for_schema(cl_avro_codec *c, const cl_avro_schema *ws, cl_avro
         slot = c->nwriters++;
     } else { /* a producer cycling through >64 schema versions: recycle slots in turn */
         slot = c->next_evict++ % MAX_WRITERS;
-        if (c->last_writer == c->writers[slot].schema)
-            c->last_writer = NULL;
+        if (c->last_writer == c->writers[slot].schema) c->last_writer = NULL;
         writer_entry_clear(&c->writers[slot]);
     }
     writer_entry *w = &c->writers[slot];
@@ -2349,8 +2257,7 @@ static int writer_for_schema(cl_avro_codec *c, const cl_avro_schema *ws, cl_avro
     if (ws->fingerprint != c->schema->fingerprint) {
         w->iface = avro_generic_class_from_schema(ws->avro);
         if (!w->iface || avro_generic_value_new(w->iface, &w->value) != 0) {
-            if (w->iface)
-                avro_value_iface_decref(w->iface);
+            if (w->iface) avro_value_iface_decref(w->iface);
             w->iface = NULL;
             rc = cl_seterr(err, errlen, CL_ERR, "writer schema %s: cannot create a value: %s",
                            ws->origin, avro_strerror());
@@ -2359,8 +2266,7 @@ static int writer_for_schema(cl_avro_codec *c, const cl_avro_schema *ws, cl_avro
         }
         if (rc != CL_OK) {
             writer_entry_clear(w); /* also frees `owned` */
-            if (slot + 1 == c->nwriters)
-                c->nwriters--;
+            if (slot + 1 == c->nwriters) c->nwriters--;
             return rc;
         }
     }
@@ -2371,16 +2277,14 @@ static int writer_for_schema(cl_avro_codec *c, const cl_avro_schema *ws, cl_avro
 static writer_entry *cached_writer(cl_avro_codec *c, uint64_t fp)
 {
     for (size_t i = 0; i < c->nwriters; i++)
-        if (c->writers[i].schema && c->writers[i].fingerprint == fp)
-            return &c->writers[i];
+        if (c->writers[i].schema && c->writers[i].fingerprint == fp) return &c->writers[i];
     return NULL;
 }
 
 static int writer_by_fingerprint(cl_avro_codec *c, uint64_t fp, writer_entry **out, char *err,
                                  size_t errlen)
 {
-    if ((*out = cached_writer(c, fp)) != NULL)
-        return CL_OK;
+    if ((*out = cached_writer(c, fp)) != NULL) return CL_OK;
     const cl_avro_schema *ws =
         fp == c->schema->fingerprint ? c->schema : cl_avro_schemas_by_fingerprint(c->set, fp);
     if (!ws)
@@ -2391,8 +2295,7 @@ static int writer_by_fingerprint(cl_avro_codec *c, uint64_t fp, writer_entry **o
     return writer_for_schema(c, ws, NULL, out, err, errlen);
 }
 
-static int writer_by_id(cl_avro_codec *c, int32_t id, writer_entry **out, char *err,
-                        size_t errlen)
+static int writer_by_id(cl_avro_codec *c, int32_t id, writer_entry **out, char *err, size_t errlen)
 {
     for (size_t i = 0; i < c->nids; i++)
         if (c->ids[i].id == id)
@@ -2404,16 +2307,14 @@ static int writer_by_id(cl_avro_codec *c, int32_t id, writer_entry **out, char *
                          id);
     const char *text;
     int rc = cl_registry_schema_by_id(c->registry, id, &text, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     char origin[64];
     snprintf(origin, sizeof origin, "registry schema id %" PRId32, id);
     cl_avro_schema *parsed;
     if ((rc = cl_avro_schema_parse(text, strlen(text), origin, &parsed, err, errlen)) != CL_OK)
         return rc == CL_ENOMEM ? rc : CL_EINVAL;
     uint64_t fp = parsed->fingerprint;
-    if (c->nids < MAX_IDS)
-        c->ids[c->nids++] = (id_entry){id, fp};
+    if (c->nids < MAX_IDS) c->ids[c->nids++] = (id_entry){id, fp};
     if ((*out = cached_writer(c, fp)) != NULL) {
         cl_avro_schema_free(parsed);
         return CL_OK;
@@ -2434,13 +2335,11 @@ int cl_avro_codec_decode(cl_avro_codec *c, const void *data, size_t len, avro_va
     writer_entry *w;
     int rc;
     *out = NULL;
-    if ((rc = cl_avro_frame_parse(data, len, &f, err, errlen)) != CL_OK)
-        return rc;
+    if ((rc = cl_avro_frame_parse(data, len, &f, err, errlen)) != CL_OK) return rc;
     rc = f.framing == CL_AVRO_FRAMING_SINGLE_OBJECT
              ? writer_by_fingerprint(c, f.fingerprint, &w, err, errlen)
              : writer_by_id(c, f.schema_id, &w, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     char cerr[CL_ERRLEN];
     if (check_datum(w->schema->root, f.datum, f.datum_len, cerr, sizeof cerr) != CL_OK)
         return cl_seterr(err, errlen, CL_EINVAL, "%s (writer schema %s): %s",
@@ -2454,8 +2353,7 @@ int cl_avro_codec_decode(cl_avro_codec *c, const void *data, size_t len, avro_va
     if (w->iface) {
         actx a = {.j = {.err = err, .errlen = errlen, .scratch = &c->tmp}, .scratch = &c->tmp};
         avro_value_reset(&c->dec_value);
-        if ((rc = apply(&a, w->root, &w->value, &c->dec_value)) != CL_OK)
-            return rc;
+        if ((rc = apply(&a, w->root, &w->value, &c->dec_value)) != CL_OK) return rc;
     }
     c->last_writer = w->schema;
     *out = &c->dec_value;

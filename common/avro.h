@@ -83,7 +83,7 @@ const char *cl_avro_schema_text(const cl_avro_schema *schema);      /* original 
 const char *cl_avro_schema_canonical(const cl_avro_schema *schema); /* canonical form */
 uint64_t cl_avro_schema_fingerprint(const cl_avro_schema *schema);
 const char *cl_avro_schema_origin(const cl_avro_schema *schema);
-avro_schema_t cl_avro_schema_avro(const cl_avro_schema *schema);    /* borrowed */
+avro_schema_t cl_avro_schema_avro(const cl_avro_schema *schema); /* borrowed */
 
 typedef struct cl_avro_schemas cl_avro_schemas;
 
@@ -95,8 +95,8 @@ cl_avro_schemas *cl_avro_schemas_new(void);
 /* Adds one schema file, as current or as history (writer-only). */
 int cl_avro_schemas_add_file(cl_avro_schemas *set, const char *path, int current, char *err,
                              size_t errlen);
-int cl_avro_schemas_add_text(cl_avro_schemas *set, const char *text, size_t len,
-                             const char *origin, int current, char *err, size_t errlen);
+int cl_avro_schemas_add_text(cl_avro_schemas *set, const char *text, size_t len, const char *origin,
+                             int current, char *err, size_t errlen);
 void cl_avro_schemas_free(cl_avro_schemas *set);
 
 /* Current schema by full name ("closedloop.OpportunitySnapshot") or, when unambiguous,
@@ -122,15 +122,14 @@ typedef enum {
 
 typedef struct {
     cl_avro_framing framing;
-    uint64_t fingerprint;  /* single-object */
-    int32_t schema_id;     /* Confluent */
-    const uint8_t *datum;  /* points into the input */
+    uint64_t fingerprint; /* single-object */
+    int32_t schema_id;    /* Confluent */
+    const uint8_t *datum; /* points into the input */
     size_t datum_len;
 } cl_avro_frame;
 
 /* Splits a framed message; checks only the header. */
-int cl_avro_frame_parse(const void *data, size_t len, cl_avro_frame *out, char *err,
-                        size_t errlen);
+int cl_avro_frame_parse(const void *data, size_t len, cl_avro_frame *out, char *err, size_t errlen);
 
 /* ---- Codec --------------------------------------------------------------------- */
 

@@ -26,21 +26,22 @@
 const cl_option cl_registry_options[] = {
     {"schema.registry.url", CL_OPT_STRING, NULL,
      "Confluent-compatible schema registry URL; when set, records use the Confluent wire "
-     "format, otherwise Avro single-object encoding", 0, 0, 0},
+     "format, otherwise Avro single-object encoding",
+     0, 0, 0},
     {"schema.registry.basic.auth.user.info", CL_OPT_STRING, NULL,
      "registry basic auth credentials as user:password", CL_OPT_SECRET, 0, 0},
     {"schema.registry.bearer.token", CL_OPT_STRING, NULL,
      "registry bearer token (used when no basic auth is configured)", CL_OPT_SECRET, 0, 0},
-    {"schema.registry.timeout.ms", CL_OPT_INT, "10000", "per-request timeout in milliseconds", 0,
-     1, 600000},
+    {"schema.registry.timeout.ms", CL_OPT_INT, "10000", "per-request timeout in milliseconds", 0, 1,
+     600000},
     {"schema.registry.retries", CL_OPT_INT, "3",
      "retries on connection errors, timeouts, HTTP 429 and 5xx", 0, 0, 100},
     {"schema.registry.ssl.ca.location", CL_OPT_STRING, NULL, "PEM CA bundle to verify the registry",
      0, 0, 0},
     {"schema.registry.ssl.certificate.location", CL_OPT_STRING, NULL,
      "PEM client certificate for mutual TLS", 0, 0, 0},
-    {"schema.registry.ssl.key.location", CL_OPT_STRING, NULL, "PEM client private key for mutual TLS",
-     0, 0, 0},
+    {"schema.registry.ssl.key.location", CL_OPT_STRING, NULL,
+     "PEM client private key for mutual TLS", 0, 0, 0},
     {"schema.registry.negative.cache.ms", CL_OPT_INT, "30000",
      "how long an unknown schema id is remembered as unknown", 0, 0, 86400000},
     {NULL, 0, NULL, NULL, 0, 0, 0},
@@ -92,18 +93,15 @@ static void curl_init(void)
 
 static char *dup_or_null(const char *s, int *oom)
 {
-    if (!s || !*s)
-        return NULL;
+    if (!s || !*s) return NULL;
     char *d = strdup(s);
-    if (!d)
-        *oom = 1;
+    if (!d) *oom = 1;
     return d;
 }
 
 void cl_registry_free(cl_registry *reg)
 {
-    if (!reg)
-        return;
+    if (!reg) return;
     for (size_t i = 0; i < reg->nids; i++)
         free(reg->ids[i].text);
     free(reg->ids);
@@ -135,8 +133,7 @@ int cl_registry_new(cl_registry **out, const cl_registry_opts *o, char *err, siz
         return cl_seterr(err, errlen, CL_ERR, "libcurl initialisation failed: %s",
                          curl_easy_strerror(curl_init_result));
     cl_registry *r = calloc(1, sizeof *r);
-    if (!r)
-        return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
+    if (!r) return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
     pthread_mutex_init(&r->mu, NULL);
     int oom = 0;
     r->url = dup_or_null(o->url, &oom);
@@ -174,10 +171,8 @@ int cl_registry_new(cl_registry **out, const cl_registry_opts *o, char *err, siz
         cl_registry_free(r);
         return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
     }
-    if (r->basic_auth)
-        cl_log_add_secret(r->basic_auth);
-    if (o->bearer_token && *o->bearer_token)
-        cl_log_add_secret(o->bearer_token);
+    if (r->basic_auth) cl_log_add_secret(r->basic_auth);
+    if (o->bearer_token && *o->bearer_token) cl_log_add_secret(o->bearer_token);
     r->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 10000;
     r->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms
                             : r->timeout_ms < 5000    ? r->timeout_ms
@@ -195,8 +190,7 @@ int cl_registry_from_config(cl_registry **out, const cl_config *cfg, char *err, 
 {
     *out = NULL;
     const char *url = cl_config_str(cfg, "schema.registry.url");
-    if (!url || !*url)
-        return CL_OK;
+    if (!url || !*url) return CL_OK;
     cl_registry_opts o = {
         .url = url,
         .basic_auth = cl_config_str(cfg, "schema.registry.basic.auth.user.info"),
@@ -251,8 +245,7 @@ static int64_t backoff_ms(cl_registry *reg, int attempt)
     int64_t step = reg->backoff_initial_ms;
     for (int i = 1; i < attempt && step < reg->backoff_max_ms; i++)
         step *= 2;
-    if (step > reg->backoff_max_ms)
-        step = reg->backoff_max_ms;
+    if (step > reg->backoff_max_ms) step = reg->backoff_max_ms;
     pthread_mutex_lock(&reg->mu);
     reg->rng ^= reg->rng << 13;
     reg->rng ^= reg->rng >> 7;
@@ -267,8 +260,7 @@ static void describe_error_body(const cl_buf *body, char *out, size_t outlen)
 {
     out[0] = '\0';
     json_t *j = body->len ? json_loadb(body->data, body->len, 0, NULL) : NULL;
-    if (!j)
-        return;
+    if (!j) return;
     json_t *code = json_object_get(j, "error_code");
     const char *msg = json_string_value(json_object_get(j, "message"));
     snprintf(out, outlen, " (error_code %" JSON_INTEGER_FORMAT ": %.200s)",
@@ -292,8 +284,7 @@ static int http_call(cl_registry *reg, const char *method, const char *path, con
     if (payload && (h = curl_slist_append(headers, "Content-Type: "
                                                    "application/vnd.schemaregistry.v1+json")))
         headers = h;
-    if (reg->auth_header && (h = curl_slist_append(headers, reg->auth_header)))
-        headers = h;
+    if (reg->auth_header && (h = curl_slist_append(headers, reg->auth_header))) headers = h;
 
     int rc = CL_EAGAIN;
     char last[CL_ERRLEN] = "";
@@ -331,25 +322,22 @@ static int http_call(cl_registry *reg, const char *method, const char *path, con
         curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
         curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
-        if (reg->ca)
-            curl_easy_setopt(curl, CURLOPT_CAINFO, reg->ca);
-        if (reg->cert)
-            curl_easy_setopt(curl, CURLOPT_SSLCERT, reg->cert);
-        if (reg->key)
-            curl_easy_setopt(curl, CURLOPT_SSLKEY, reg->key);
+        if (reg->ca) curl_easy_setopt(curl, CURLOPT_CAINFO, reg->ca);
+        if (reg->cert) curl_easy_setopt(curl, CURLOPT_SSLCERT, reg->cert);
+        if (reg->key) curl_easy_setopt(curl, CURLOPT_SSLKEY, reg->key);
         if (reg->basic_auth) {
             curl_easy_setopt(curl, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
             curl_easy_setopt(curl, CURLOPT_USERPWD, reg->basic_auth);
         }
         CURLcode cr = curl_easy_perform(curl);
         long code = 0;
-        if (cr == CURLE_OK)
-            curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+        if (cr == CURLE_OK) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
         curl_easy_cleanup(curl);
 
         if (cr == CURLE_WRITE_ERROR) {
-            rc = cl_seterr(err, errlen, CL_EIO, "schema registry %s %s: response larger than %u bytes",
-                           method, display, MAX_RESPONSE_BYTES);
+            rc = cl_seterr(err, errlen, CL_EIO,
+                           "schema registry %s %s: response larger than %u bytes", method, display,
+                           MAX_RESPONSE_BYTES);
             break;
         }
         if (cr != CURLE_OK) {
@@ -405,8 +393,7 @@ static int append_path_escaped(cl_buf *b, const char *s)
                          *p == '~';
         char enc[3] = {'%', hex[*p >> 4], hex[*p & 15]};
         int rc = unreserved ? cl_buf_append(b, p, 1) : cl_buf_append(b, enc, 3);
-        if (rc != CL_OK)
-            return rc;
+        if (rc != CL_OK) return rc;
     }
     return CL_OK;
 }
@@ -448,8 +435,7 @@ int cl_registry_register(cl_registry *reg, const char *subject, const char *sche
         char display[2048];
         snprintf(display, sizeof display, "%s%s", reg->display_url, path.data);
         rc = permanent_http_error(status, "POST", &body, display, err, errlen);
-        if (status == 422)
-            rc = CL_EINVAL;
+        if (status == 422) rc = CL_EINVAL;
     } else if (rc == CL_OK) {
         json_t *j = json_loadb(body.data, body.len, 0, NULL);
         json_t *id = json_object_get(j, "id");
@@ -517,8 +503,7 @@ int cl_registry_schema_by_id(cl_registry *reg, int32_t id, const char **text_out
 {
     *text_out = NULL;
     int cached = cache_lookup(reg, id, text_out);
-    if (cached == 1)
-        return CL_OK;
+    if (cached == 1) return CL_OK;
     if (cached == -1)
         return cl_seterr(err, errlen, CL_ENOTFOUND,
                          "schema id %" PRId32 " is not in the schema registry %s (cached answer)",
@@ -559,8 +544,7 @@ int cl_registry_schema_by_id(cl_registry *reg, int32_t id, const char **text_out
             pthread_mutex_lock(&reg->mu);
             const char *existing = NULL;
             for (size_t i = 0; i < reg->nids; i++)
-                if (reg->ids[i].id == id)
-                    existing = reg->ids[i].text;
+                if (reg->ids[i].id == id) existing = reg->ids[i].text;
             if (existing) {
                 *text_out = existing;
             } else if (copy && reg->nids < MAX_CACHED_IDS) {
@@ -583,8 +567,7 @@ int cl_registry_schema_by_id(cl_registry *reg, int32_t id, const char **text_out
             pthread_mutex_unlock(&reg->mu);
             free(copy);
             if (!*text_out)
-                rc = cl_seterr(err, errlen, CL_ENOMEM, "schema id %" PRId32 ": cache full",
-                               id);
+                rc = cl_seterr(err, errlen, CL_ENOMEM, "schema id %" PRId32 ": cache full", id);
         }
         json_decref(j);
     }

@@ -40,18 +40,18 @@ extern const cl_option cl_registry_options[];
 typedef struct cl_registry cl_registry;
 
 typedef struct {
-    const char *url;              /* "http://host:8081" (a trailing '/' is fine) */
-    const char *basic_auth;       /* "user:password" or NULL */
-    const char *bearer_token;     /* or NULL; basic_auth wins when both are set */
-    int64_t timeout_ms;           /* per attempt, whole request; 0: 10000 */
-    int64_t connect_timeout_ms;   /* 0: min(timeout_ms, 5000) */
-    int retries;                  /* extra attempts on transient errors; <0: 0 */
-    int64_t backoff_initial_ms;   /* 0: 100 */
-    int64_t backoff_max_ms;       /* 0: 5000 */
-    const char *ca_location;      /* PEM CA bundle or NULL (system default) */
-    const char *cert_location;    /* client certificate (PEM) or NULL */
-    const char *key_location;     /* client private key (PEM) or NULL */
-    int64_t negative_cache_ms;    /* how long an unknown id stays unknown; 0: 30000 */
+    const char *url;            /* "http://host:8081" (a trailing '/' is fine) */
+    const char *basic_auth;     /* "user:password" or NULL */
+    const char *bearer_token;   /* or NULL; basic_auth wins when both are set */
+    int64_t timeout_ms;         /* per attempt, whole request; 0: 10000 */
+    int64_t connect_timeout_ms; /* 0: min(timeout_ms, 5000) */
+    int retries;                /* extra attempts on transient errors; <0: 0 */
+    int64_t backoff_initial_ms; /* 0: 100 */
+    int64_t backoff_max_ms;     /* 0: 5000 */
+    const char *ca_location;    /* PEM CA bundle or NULL (system default) */
+    const char *cert_location;  /* client certificate (PEM) or NULL */
+    const char *key_location;   /* client private key (PEM) or NULL */
+    int64_t negative_cache_ms;  /* how long an unknown id stays unknown; 0: 30000 */
 } cl_registry_opts;
 
 /* Creates a client; does not contact the registry. */
@@ -78,10 +78,10 @@ int cl_registry_schema_by_id(cl_registry *reg, int32_t id, const char **text_out
 
 /* Counters for /metrics and tests. */
 typedef struct {
-    uint64_t requests;        /* HTTP attempts made */
-    uint64_t retries;         /* attempts that were retries */
-    uint64_t cache_hits;      /* id lookups served from the positive cache */
-    uint64_t negative_hits;   /* id lookups served from the negative cache */
+    uint64_t requests;      /* HTTP attempts made */
+    uint64_t retries;       /* attempts that were retries */
+    uint64_t cache_hits;    /* id lookups served from the positive cache */
+    uint64_t negative_hits; /* id lookups served from the negative cache */
 } cl_registry_stats;
 void cl_registry_get_stats(cl_registry *reg, cl_registry_stats *out);
 

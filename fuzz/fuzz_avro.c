@@ -37,8 +37,7 @@ static const char *RECURSIVE =
 static void add_codec(cl_avro_schemas *set, const char *name)
 {
     char err[CL_ERRLEN];
-    if (ncodecs >= MAX_CODECS)
-        return;
+    if (ncodecs >= MAX_CODECS) return;
     cl_avro_codec_opts o = {.schema_id = ncodecs + 1, .framing = CL_AVRO_FRAMING_SINGLE_OBJECT};
     if (cl_avro_codec_new(&codecs[ncodecs], set, name, &o, err, sizeof err) != CL_OK) {
         fprintf(stderr, "fuzz_avro: %s\n", err);
@@ -79,8 +78,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         for (size_t i = 0; i < cl_avro_schemas_count(sets[nsets]); i++) {
             int current;
             const cl_avro_schema *s = cl_avro_schemas_at(sets[nsets], i, &current);
-            if (current)
-                add_codec(sets[nsets], cl_avro_schema_name(s));
+            if (current) add_codec(sets[nsets], cl_avro_schema_name(s));
         }
         nsets++;
     }
@@ -92,8 +90,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char err[CL_ERRLEN];
-    if (size == 0)
-        return 0;
+    if (size == 0) return 0;
     int target = data[0] % (ncodecs + 1);
     data++;
     size--;
@@ -105,8 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     cl_avro_codec *c = codecs[target];
     avro_value_t *v;
-    if (cl_avro_codec_decode(c, data, size, &v, err, sizeof err) != CL_OK)
-        return 0;
+    if (cl_avro_codec_decode(c, data, size, &v, err, sizeof err) != CL_OK) return 0;
     json_t *j;
     if (cl_avro_value_to_json(v, cl_avro_codec_schema(c), &j, err, sizeof err) == CL_OK)
         json_decref(j); /* may fail only on strings that are not UTF-8 */

@@ -35,9 +35,8 @@ static cl_avro_schemas *set_of(const char *text, const char *history_text)
     assert_non_null(set);
     if (cl_avro_schemas_add_text(set, text, strlen(text), "inline", 1, err, sizeof err) != CL_OK)
         fail_msg("%s", err);
-    if (history_text &&
-        cl_avro_schemas_add_text(set, history_text, strlen(history_text), "inline-history", 0, err,
-                                 sizeof err) != CL_OK)
+    if (history_text && cl_avro_schemas_add_text(set, history_text, strlen(history_text),
+                                                 "inline-history", 0, err, sizeof err) != CL_OK)
         fail_msg("%s", err);
     return set;
 }
@@ -47,8 +46,7 @@ static cl_avro_codec *codec_of(const cl_avro_schemas *set, const char *name,
 {
     char err[CL_ERRLEN];
     cl_avro_codec *c;
-    if (cl_avro_codec_new(&c, set, name, o, err, sizeof err) != CL_OK)
-        fail_msg("%s", err);
+    if (cl_avro_codec_new(&c, set, name, o, err, sizeof err) != CL_OK) fail_msg("%s", err);
     return c;
 }
 
@@ -58,14 +56,12 @@ static void encode_json(cl_avro_codec *c, const char *json, cl_buf *out)
     char err[CL_ERRLEN];
     json_error_t jerr;
     json_t *j = json_loads(json, JSON_ALLOW_NUL, &jerr);
-    if (!j)
-        fail_msg("bad test JSON: %s", jerr.text);
+    if (!j) fail_msg("bad test JSON: %s", jerr.text);
     avro_value_t *v = cl_avro_codec_value(c);
     if (cl_avro_value_from_json(v, cl_avro_codec_schema(c), j, err, sizeof err) != CL_OK)
         fail_msg("from_json: %s", err);
     json_decref(j);
-    if (cl_avro_codec_encode(c, v, out, err, sizeof err) != CL_OK)
-        fail_msg("encode: %s", err);
+    if (cl_avro_codec_encode(c, v, out, err, sizeof err) != CL_OK) fail_msg("encode: %s", err);
 }
 
 /* Decodes and returns the compact JSON (caller frees), or NULL with err filled. */
@@ -75,10 +71,8 @@ static char *decode_json(cl_avro_codec *c, const void *data, size_t len, int *rc
     avro_value_t *v;
     json_t *j;
     int rc = cl_avro_codec_decode(c, data, len, &v, err, errlen);
-    if (rc_out)
-        *rc_out = rc;
-    if (rc != CL_OK)
-        return NULL;
+    if (rc_out) *rc_out = rc;
+    if (rc != CL_OK) return NULL;
     if (cl_avro_value_to_json(v, cl_avro_codec_schema(c), &j, err, errlen) != CL_OK)
         fail_msg("to_json: %s", err);
     char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
@@ -91,8 +85,7 @@ static void assert_json_equal(const char *got, const char *want)
     json_t *a = json_loads(got, JSON_ALLOW_NUL, NULL), *b = json_loads(want, JSON_ALLOW_NUL, NULL);
     assert_non_null(a);
     assert_non_null(b);
-    if (!json_equal(a, b))
-        fail_msg("JSON differs:\n got: %s\nwant: %s", got, want);
+    if (!json_equal(a, b)) fail_msg("JSON differs:\n got: %s\nwant: %s", got, want);
     json_decref(a);
     json_decref(b);
 }
@@ -194,8 +187,7 @@ static void test_load_dir_with_history(void **state)
     char dir[4200], err[CL_ERRLEN];
     snprintf(dir, sizeof dir, "%s/evolve", data_dir);
     cl_avro_schemas *set;
-    if (cl_avro_schemas_load(dir, &set, err, sizeof err) != CL_OK)
-        fail_msg("%s", err);
+    if (cl_avro_schemas_load(dir, &set, err, sizeof err) != CL_OK) fail_msg("%s", err);
     assert_int_equal(cl_avro_schemas_count(set), 2);
     const cl_avro_schema *cur = cl_avro_schemas_find(set, "closedloop.test.Evolve");
     assert_non_null(cur);
@@ -208,8 +200,7 @@ static void test_load_dir_with_history(void **state)
     const cl_avro_schema *old = NULL;
     for (size_t i = 0; i < cl_avro_schemas_count(set); i++) {
         const cl_avro_schema *s = cl_avro_schemas_at(set, i, &current);
-        if (!current)
-            old = s;
+        if (!current) old = s;
     }
     assert_non_null(old);
     assert_ptr_equal(cl_avro_schemas_by_fingerprint(set, cl_avro_schema_fingerprint(old)), old);
@@ -288,8 +279,7 @@ static void test_round_trip_single_object(void **state)
     assert_true(fp == cl_avro_schema_fingerprint(cl_avro_codec_schema(c)));
     char err[CL_ERRLEN];
     char *got = decode_json(c, out.data, out.len, NULL, err, sizeof err);
-    if (!got)
-        fail_msg("%s", err);
+    if (!got) fail_msg("%s", err);
     assert_json_equal(got, ALL_VALUE);
     assert_ptr_equal(cl_avro_codec_last_writer(c), cl_avro_codec_schema(c));
     free(got);
@@ -309,8 +299,7 @@ static void test_round_trip_confluent_with_fixed_id(void **state)
     assert_memory_equal(out.data, "\x00\x00\x00\x01\x02", 5);
     char err[CL_ERRLEN];
     char *got = decode_json(c, out.data, out.len, NULL, err, sizeof err);
-    if (!got)
-        fail_msg("%s", err);
+    if (!got) fail_msg("%s", err);
     assert_json_equal(got, ALL_VALUE);
     free(got);
 
@@ -326,8 +315,7 @@ static void test_round_trip_confluent_with_fixed_id(void **state)
     cl_buf_reset(&out);
     encode_json(single, ALL_VALUE, &out);
     got = decode_json(c, out.data, out.len, NULL, err, sizeof err);
-    if (!got)
-        fail_msg("%s", err);
+    if (!got) fail_msg("%s", err);
     free(got);
     cl_buf_free(&out);
     cl_avro_codec_free(single);
@@ -339,9 +327,9 @@ static void test_reused_value_is_reset_between_records(void **state)
 {
     cl_avro_schemas *set = set_of(ALL_TYPES, NULL);
     cl_avro_codec *c = codec_of(set, "All", NULL);
-    const char *second =
-        "{\"n\":null,\"b\":false,\"i\":1,\"l\":2,\"f\":1.0,\"d\":2.0,\"by\":\"\",\"s\":\"\",\"e\":\"A\","
-        "\"fx\":\"xyz\",\"a\":[],\"m\":{},\"u\":null,\"r\":{\"x\":0}}";
+    const char *second = "{\"n\":null,\"b\":false,\"i\":1,\"l\":2,\"f\":1.0,\"d\":2.0,\"by\":\"\","
+                         "\"s\":\"\",\"e\":\"A\","
+                         "\"fx\":\"xyz\",\"a\":[],\"m\":{},\"u\":null,\"r\":{\"x\":0}}";
     cl_buf one, two;
     cl_buf_init(&one, 0);
     cl_buf_init(&two, 0);
@@ -397,8 +385,7 @@ static void test_old_data_through_new_schema_gets_defaults(void **state)
     encode_json(writer, v1_record, &out);
     for (int round = 0; round < 2; round++) { /* the second decode uses the cached plan */
         char *got = decode_json(reader, out.data, out.len, NULL, err, sizeof err);
-        if (!got)
-            fail_msg("%s", err);
+        if (!got) fail_msg("%s", err);
         assert_json_equal(got, want);
         free(got);
     }
@@ -443,9 +430,11 @@ static void test_enum_symbol_without_reader_default_fails_naming_it(void **state
 
 static void test_invalid_default_is_reported_at_resolution(void **state)
 {
-    const char *w = "{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"a\",\"type\":\"int\"}]}";
-    const char *r = "{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"a\",\"type\":\"int\"},"
-                    "{\"name\":\"b\",\"type\":\"int\",\"default\":\"not a number\"}]}";
+    const char *w =
+        "{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"a\",\"type\":\"int\"}]}";
+    const char *r =
+        "{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"a\",\"type\":\"int\"},"
+        "{\"name\":\"b\",\"type\":\"int\",\"default\":\"not a number\"}]}";
     cl_avro_schemas *wset = set_of(w, NULL), *rset = set_of(r, w);
     cl_avro_codec *wc = codec_of(wset, "R", NULL), *rc = codec_of(rset, "R", NULL);
     cl_buf out;
@@ -487,8 +476,7 @@ static void expect_decode_error(cl_avro_codec *c, const uint8_t *datum, size_t l
     int rc;
     assert_null(decode_json(c, msg, len + 10, &rc, err, sizeof err));
     assert_int_equal(rc, CL_EINVAL);
-    if (!strstr(err, reason))
-        fail_msg("'%s' does not say '%s'", err, reason);
+    if (!strstr(err, reason)) fail_msg("'%s' does not say '%s'", err, reason);
 }
 
 static void test_hostile_datums(void **state)
@@ -504,8 +492,7 @@ static void test_hostile_datums(void **state)
         msg[2 + i] = (uint8_t)(fp >> (8 * i));
     memcpy(msg + 10, good, sizeof good);
     char *ok = decode_json(c, msg, 10 + sizeof good, NULL, err, sizeof err);
-    if (!ok)
-        fail_msg("%s", err);
+    if (!ok) fail_msg("%s", err);
     free(ok);
 
     expect_decode_error(c, good, sizeof good - 1, "truncated datum");
@@ -515,8 +502,8 @@ static void test_hostile_datums(void **state)
     const uint8_t huge_string[] = {0x02, 0x00, 0x00, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40};
     expect_decode_error(c, huge_string, sizeof huge_string, "truncated datum (string of");
     /* array of 2^62 nulls (zero bytes each) */
-    const uint8_t many_nulls[] = {0x02, 0x00, 0xfe, 0xff, 0xff, 0xff, 0xff,
-                                  0xff, 0xff, 0xff, 0x7f, 0x00, 0x00, 0x00, 0x00};
+    const uint8_t many_nulls[] = {0x02, 0x00, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                  0xff, 0xff, 0x7f, 0x00, 0x00, 0x00, 0x00};
     expect_decode_error(c, many_nulls, sizeof many_nulls, "too many array/map items");
     const uint8_t bad_union[] = {0x02, 0x04, 0x00, 0x00, 0x00, 0x00};
     expect_decode_error(c, bad_union, sizeof bad_union, "union branch index out of range");
@@ -524,7 +511,8 @@ static void test_hostile_datums(void **state)
     expect_decode_error(c, bad_enum, sizeof bad_enum, "enum index out of range");
     const uint8_t big_int[] = {0x02, 0x00, 0x00, 0x00, 0x80, 0x80, 0x80, 0x80, 0x20, 0x00};
     expect_decode_error(c, big_int, sizeof big_int, "int out of 32-bit range");
-    const uint8_t long_varint[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+    const uint8_t long_varint[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                   0xff, 0xff, 0xff, 0xff, 0x01};
     expect_decode_error(c, long_varint, sizeof long_varint, "varint");
     /* a list nested 1000 deep */
     uint8_t deep[3000];
@@ -562,19 +550,24 @@ static void test_json_errors_name_the_path(void **state)
         const char *json, *reason;
     } cases[] = {
         {"{\"n\":null}", "b: missing"},
-        {"{\"n\":null,\"b\":true,\"i\":1,\"l\":1,\"f\":1,\"d\":1,\"by\":\"\",\"s\":\"\",\"e\":\"A\","
+        {"{\"n\":null,\"b\":true,\"i\":1,\"l\":1,\"f\":1,\"d\":1,\"by\":\"\",\"s\":\"\",\"e\":"
+         "\"A\","
          "\"fx\":\"abc\",\"a\":[1,\"x\"],\"m\":{},\"u\":null,\"r\":{\"x\":1}}",
          "a[1]: expected an integer"},
-        {"{\"n\":null,\"b\":true,\"i\":1,\"l\":1,\"f\":1,\"d\":1,\"by\":\"\",\"s\":\"\",\"e\":\"Z\","
+        {"{\"n\":null,\"b\":true,\"i\":1,\"l\":1,\"f\":1,\"d\":1,\"by\":\"\",\"s\":\"\",\"e\":"
+         "\"Z\","
          "\"fx\":\"abc\",\"a\":[],\"m\":{},\"u\":null,\"r\":{\"x\":1}}",
          "e: expected a symbol of enum t.E"},
-        {"{\"n\":null,\"b\":true,\"i\":1,\"l\":1,\"f\":1,\"d\":1,\"by\":\"\",\"s\":\"\",\"e\":\"A\","
+        {"{\"n\":null,\"b\":true,\"i\":1,\"l\":1,\"f\":1,\"d\":1,\"by\":\"\",\"s\":\"\",\"e\":"
+         "\"A\","
          "\"fx\":\"ab\",\"a\":[],\"m\":{},\"u\":null,\"r\":{\"x\":1}}",
          "fx: fixed t.F needs 3 bytes"},
-        {"{\"n\":null,\"b\":true,\"i\":1,\"l\":1,\"f\":1,\"d\":1,\"by\":\"\",\"s\":\"\",\"e\":\"A\","
+        {"{\"n\":null,\"b\":true,\"i\":1,\"l\":1,\"f\":1,\"d\":1,\"by\":\"\",\"s\":\"\",\"e\":"
+         "\"A\","
          "\"fx\":\"abc\",\"a\":[],\"m\":{},\"u\":5,\"r\":{\"x\":1}}",
          "u: value matches no branch"},
-        {"{\"n\":null,\"b\":true,\"i\":1,\"l\":1,\"f\":1,\"d\":1,\"by\":\"\",\"s\":\"\",\"e\":\"A\","
+        {"{\"n\":null,\"b\":true,\"i\":1,\"l\":1,\"f\":1,\"d\":1,\"by\":\"\",\"s\":\"\",\"e\":"
+         "\"A\","
          "\"fx\":\"abc\",\"a\":[],\"m\":{},\"u\":null,\"r\":{\"x\":1,\"y\":2}}",
          "r.y: no such field"},
         {"{\"n\":null,\"b\":true,\"i\":4294967296,\"l\":1,\"f\":1,\"d\":1,\"by\":\"\",\"s\":\"\","

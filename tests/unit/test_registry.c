@@ -99,8 +99,7 @@ static cl_registry *client(const char *url, int retries, int64_t timeout_ms, con
                           .bearer_token = bearer,
                           .negative_cache_ms = 60000};
     cl_registry *r;
-    if (cl_registry_new(&r, &o, err, sizeof err) != CL_OK)
-        fail_msg("%s", err);
+    if (cl_registry_new(&r, &o, err, sizeof err) != CL_OK) fail_msg("%s", err);
     return r;
 }
 
@@ -125,8 +124,7 @@ static void test_register_and_fetch_with_cache(void **state)
     assert_int_equal(st.requests, 1); /* the second register was served from the cache */
 
     const char *text = NULL;
-    if (cl_registry_schema_by_id(r, id, &text, err, sizeof err) != CL_OK)
-        fail_msg("%s", err);
+    if (cl_registry_schema_by_id(r, id, &text, err, sizeof err) != CL_OK) fail_msg("%s", err);
     assert_string_equal(text, SCHEMA); /* the original text, doc and default included */
     const char *again = NULL;
     assert_int_equal(cl_registry_schema_by_id(r, id, &again, err, sizeof err), CL_OK);
@@ -305,9 +303,10 @@ static void test_codec_registers_and_resolves_through_registry(void **state)
                      "{\"name\":\"a\",\"type\":\"int\",\"default\":3},"
                      "{\"name\":\"b\",\"type\":\"string\",\"default\":\"bee\"}]}";
     cl_avro_schemas *old = cl_avro_schemas_new(), *cur = cl_avro_schemas_new();
-    assert_int_equal(cl_avro_schemas_add_text(old, SCHEMA, strlen(SCHEMA), "v1", 1, err, sizeof err),
+    assert_int_equal(
+        cl_avro_schemas_add_text(old, SCHEMA, strlen(SCHEMA), "v1", 1, err, sizeof err), CL_OK);
+    assert_int_equal(cl_avro_schemas_add_text(cur, v2, strlen(v2), "v2", 1, err, sizeof err),
                      CL_OK);
-    assert_int_equal(cl_avro_schemas_add_text(cur, v2, strlen(v2), "v2", 1, err, sizeof err), CL_OK);
     cl_avro_codec_opts o = {.registry = r, .subject = "closedloop.t-value"};
     cl_avro_codec *producer, *consumer;
     assert_int_equal(cl_avro_codec_new(&producer, old, "t.R", &o, err, sizeof err), CL_OK);
@@ -319,11 +318,11 @@ static void test_codec_registers_and_resolves_through_registry(void **state)
     assert_int_equal(avro_value_set_int(&field, 41), 0);
     cl_buf out;
     cl_buf_init(&out, 0);
-    if (cl_avro_codec_encode(producer, v, &out, err, sizeof err) != CL_OK)
-        fail_msg("%s", err);
+    if (cl_avro_codec_encode(producer, v, &out, err, sizeof err) != CL_OK) fail_msg("%s", err);
     assert_int_equal((uint8_t)out.data[0], 0);
-    int32_t id = (int32_t)(((uint32_t)(uint8_t)out.data[1] << 24) | ((uint32_t)(uint8_t)out.data[2] << 16) |
-                           ((uint32_t)(uint8_t)out.data[3] << 8) | (uint8_t)out.data[4]);
+    int32_t id =
+        (int32_t)(((uint32_t)(uint8_t)out.data[1] << 24) | ((uint32_t)(uint8_t)out.data[2] << 16) |
+                  ((uint32_t)(uint8_t)out.data[3] << 8) | (uint8_t)out.data[4]);
     const char *text;
     assert_int_equal(cl_registry_schema_by_id(r, id, &text, err, sizeof err), CL_OK);
     assert_string_equal(text, SCHEMA);

@@ -41,7 +41,8 @@ static const cl_option tool_options[] = {
      "schema.registry.url is set)."},
     {"schema-id", CL_OPT_INT, "0",
      "Confluent schema id to write (and to map to the record's schema when decoding) without "
-     "asking a registry.", 0, 0, 2147483647.0},
+     "asking a registry.",
+     0, 0, 2147483647.0},
     {"subject", CL_OPT_STRING, NULL, "Registry subject to register under (default TOPIC-value)."},
     {"topic", CL_OPT_STRING, NULL, "Full topic name; the subject is TOPIC-value."},
     {NULL},
@@ -65,32 +66,48 @@ static void usage(FILE *out)
           "\n"
           "Examples:\n"
           "  closedloop-avro fingerprint schemas/OpportunitySnapshot.avsc\n"
-          "  closedloop-avro encode --schema-dir schemas --record OpportunitySnapshot < in.jsonl > out.bin\n"
+          "  closedloop-avro encode --schema-dir schemas --record OpportunitySnapshot < in.jsonl > "
+          "out.bin\n"
           "  closedloop-avro decode --schema-dir schemas --record OpportunitySnapshot < out.bin\n"
           "\n",
           out);
 }
 
+/* canonical / fingerprint: any schema document, not only records. */
 static int cmd_schema(const char *cmd, const char *path)
 {
     char err[CL_ERRLEN];
-    cl_avro_schemas *set = cl_avro_schemas_new();
-    if (!set || cl_avro_schemas_add_file(set, path, 1, err, sizeof err) != CL_OK) {
-        fprintf(stderr, "closedloop-avro %s: %s\n", cmd, set ? err : "out of memory");
-        cl_avro_schemas_free(set);
+    cl_buf text, canon;
+    cl_buf_init(&text, MAX_RECORD_BYTES);
+    cl_buf_init(&canon, MAX_RECORD_BYTES);
+    FILE *f = fopen(path, "rb");
+    int status = 1;
+    if (!f) {
+        fprintf(stderr, "closedloop-avro %s: %s: cannot open\n", cmd, path);
         return 1;
     }
-    const cl_avro_schema *s = cl_avro_schemas_at(set, 0, NULL);
-    if (strcmp(cmd, "canonical") == 0) {
-        printf("%s\n", cl_avro_schema_canonical(s));
-    } else {
-        uint64_t fp = cl_avro_schema_fingerprint(s);
+    char chunk[65536];
+    size_t n;
+    int rc = CL_OK;
+    while (rc == CL_OK && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        rc = cl_buf_append(&text, chunk, n);
+    fclose(f);
+    if (rc != CL_OK)
+        fprintf(stderr, "closedloop-avro %s: %s: too large\n", cmd, path);
+    else if (cl_avro_canonical_form(text.data ? text.data : "", text.len, &canon, err,
+                                    sizeof err) != CL_OK)
+        fprintf(stderr, "closedloop-avro %s: %s: %s\n", cmd, path, err);
+    else if (strcmp(cmd, "canonical") == 0)
+        status = printf("%s\n", canon.data) < 0;
+    else {
+        uint64_t fp = cl_avro_fingerprint64(canon.data, canon.len);
         for (int i = 0; i < 8; i++)
             printf("%02x", (unsigned)((fp >> (8 * i)) & 0xff));
-        printf("\n");
+        status = printf("\n") < 0;
     }
-    cl_avro_schemas_free(set);
-    return 0;
+    cl_buf_free(&text);
+    cl_buf_free(&canon);
+    return status;
 }
 
 /* Builds the schema set from --schema-file or --schema-dir, plus --writer-schema. */
@@ -99,12 +116,10 @@ static int load_schemas(cl_config *cfg, cl_avro_schemas **out, char *err, size_t
     const char *file = cl_config_str(cfg, "schema-file");
     const char *dir = cl_config_str(cfg, "schema-dir");
     int rc;
-    if (!dir)
-        dir = cl_config_str(cfg, "avro.schema.dir");
+    if (!dir) dir = cl_config_str(cfg, "avro.schema.dir");
     if (file) {
         *out = cl_avro_schemas_new();
-        if (!*out)
-            return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
+        if (!*out) return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
         rc = cl_avro_schemas_add_file(*out, file, 1, err, errlen);
     } else {
         rc = cl_avro_schemas_load(dir, out, err, errlen);
@@ -112,8 +127,7 @@ static int load_schemas(cl_config *cfg, cl_avro_schemas **out, char *err, size_t
     const char *writers = cl_config_str(cfg, "writer-schema");
     if (rc == CL_OK && writers) {
         char *list = strdup(writers), *save = NULL;
-        if (!list)
-            return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
+        if (!list) return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
         for (char *t = strtok_r(list, ",", &save); t && rc == CL_OK; t = strtok_r(NULL, ",", &save))
             rc = cl_avro_schemas_add_file(*out, t, 0, err, errlen);
         free(list);
@@ -144,8 +158,7 @@ static int make_codec(cl_config *cfg, const cl_avro_schemas *set, cl_registry *r
         int current = 0, n = 0;
         for (size_t i = 0; i < cl_avro_schemas_count(set); i++) {
             const cl_avro_schema *s = cl_avro_schemas_at(set, i, &current);
-            if (current && n++ == 0)
-                record = cl_avro_schema_name(s);
+            if (current && n++ == 0) record = cl_avro_schema_name(s);
         }
         if (n != 1)
             return cl_seterr(err, errlen, CL_EINVAL, "--record is required (%d records loaded)", n);
@@ -174,8 +187,7 @@ static int cmd_encode(cl_avro_codec *codec)
         size_t len = (size_t)n;
         while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
             len--;
-        if (len == 0)
-            continue;
+        if (len == 0) continue;
         json_error_t jerr;
         json_t *j = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
         if (!j) {
@@ -188,8 +200,7 @@ static int cmd_encode(cl_avro_codec *codec)
         int rc = cl_avro_value_from_json(v, cl_avro_codec_schema(codec), j, err, sizeof err);
         json_decref(j);
         cl_buf_reset(&out);
-        if (rc == CL_OK)
-            rc = cl_avro_codec_encode(codec, v, &out, err, sizeof err);
+        if (rc == CL_OK) rc = cl_avro_codec_encode(codec, v, &out, err, sizeof err);
         if (rc != CL_OK) {
             fprintf(stderr, "closedloop-avro encode: stdin line %ld: %s\n", lineno, err);
             status = 1;
@@ -205,8 +216,7 @@ static int cmd_encode(cl_avro_codec *codec)
     }
     free(line);
     cl_buf_free(&out);
-    if (fflush(stdout) != 0)
-        status = 1;
+    if (fflush(stdout) != 0) status = 1;
     return status;
 }
 
@@ -220,8 +230,7 @@ static int cmd_decode(cl_avro_codec *codec)
     for (;;) {
         uint8_t prefix[4];
         size_t got = fread(prefix, 1, 4, stdin);
-        if (got == 0)
-            break;
+        if (got == 0) break;
         record++;
         if (got != 4) {
             fprintf(stderr, "closedloop-avro decode: record %ld: truncated length prefix\n",
@@ -243,13 +252,14 @@ static int cmd_decode(cl_avro_codec *codec)
         while (left > 0) {
             size_t want = left < sizeof chunk ? left : sizeof chunk;
             size_t r = fread(chunk, 1, want, stdin);
-            if (r == 0 || cl_buf_append(&in, chunk, r) != CL_OK)
-                break;
+            if (r == 0 || cl_buf_append(&in, chunk, r) != CL_OK) break;
             left -= (uint32_t)r;
         }
         if (left > 0) {
-            fprintf(stderr, "closedloop-avro decode: record %ld: truncated (%" PRIu32
-                    " of %" PRIu32 " bytes)\n", record, len - left, len);
+            fprintf(stderr,
+                    "closedloop-avro decode: record %ld: truncated (%" PRIu32 " of %" PRIu32
+                    " bytes)\n",
+                    record, len - left, len);
             status = 1;
             break;
         }
@@ -273,8 +283,7 @@ static int cmd_decode(cl_avro_codec *codec)
         free(text);
     }
     cl_buf_free(&in);
-    if (fflush(stdout) != 0)
-        status = 1;
+    if (fflush(stdout) != 0) status = 1;
     return status;
 }
 
@@ -286,8 +295,7 @@ int main(int argc, char **argv)
             const cl_option *const tables[] = {tool_options, cl_registry_options, NULL};
             cl_config *cfg = cl_config_new("closedloop-avro", "", tables);
             usage(stdout);
-            if (cfg)
-                cl_config_print_help(cfg, stdout);
+            if (cfg) cl_config_print_help(cfg, stdout);
             cl_config_free(cfg);
             return 0;
         }
