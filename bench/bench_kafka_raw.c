@@ -14,8 +14,8 @@
  *
  *     kafka_raw.produce messages=... value_bytes=... partitions=... msgs_per_s=... mb_per_s=...
  *         keyed produce of `messages` records until the last is acknowledged;
- *     kafka_raw.consume_produce messages=... value_bytes=... partitions=... msgs_per_s=... mb_per_s=...
- *         a consumer group reads them back and re-produces each to a second topic (manual
+ *     kafka_raw.consume_produce messages=... value_bytes=... partitions=... msgs_per_s=...
+ * mb_per_s=... a consumer group reads them back and re-produces each to a second topic (manual
  *         offset store, async commit every 10000, like a worker), until the last output
  *         record is acknowledged.
  *
@@ -50,9 +50,8 @@ static rd_kafka_t *new_client(rd_kafka_type_t type, const char *brokers, const c
     char err[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     const char *common[][2] = {{"bootstrap.servers", brokers}, {"client.id", "bench_kafka_raw"}};
-    const char *producer[][2] = {{"acks", "all"},
-                                 {"enable.idempotence", "true"},
-                                 {"partitioner", "murmur2_random"}};
+    const char *producer[][2] = {
+        {"acks", "all"}, {"enable.idempotence", "true"}, {"partitioner", "murmur2_random"}};
     const char *consumer[][2] = {{"group.id", group},
                                  {"auto.offset.reset", "earliest"},
                                  {"enable.auto.commit", "false"},
@@ -123,7 +122,8 @@ int main(int argc, char **argv)
     cl_log_init("bench", CL_LOG_WARN, CL_LOG_LOGFMT);
 
     char prefix[64], in[96], out[96], group[96], err[CL_ERRLEN];
-    snprintf(prefix, sizeof prefix, "bench-raw-%ld-%ld.", (long)getpid(), (long)(cl_now_ms() % 100000));
+    snprintf(prefix, sizeof prefix, "bench-raw-%ld-%ld.", (long)getpid(),
+             (long)(cl_now_ms() % 100000));
     snprintf(in, sizeof in, "%sin", prefix);
     snprintf(out, sizeof out, "%sout", prefix);
     snprintf(group, sizeof group, "%sgroup", prefix);
@@ -134,13 +134,15 @@ int main(int argc, char **argv)
     }
     cl_topic_spec specs[] = {{in, (int)parts, 1, NULL}, {out, (int)parts, 1, NULL}};
     if (cl_kafka_create_topics(cfg, specs, 2, NULL, 30000, err, sizeof err) != CL_OK) {
-        fprintf(stderr, "bench_kafka_raw: %s (is the broker running? bash deploy/kafka/start.sh)\n", err);
+        fprintf(stderr, "bench_kafka_raw: %s (is the broker running? bash deploy/kafka/start.sh)\n",
+                err);
         return 1;
     }
 
     unsigned char *value = malloc((size_t)vb);
     if (!value) return 1;
-    for (int64_t i = 0; i < vb; i++) value[i] = (unsigned char)(i * 131 + 7);
+    for (int64_t i = 0; i < vb; i++)
+        value[i] = (unsigned char)(i * 131 + 7);
 
     /* --- produce -------------------------------------------------------------- */
     rd_kafka_t *p = new_client(RD_KAFKA_PRODUCER, brokers, NULL);
@@ -154,7 +156,8 @@ int main(int argc, char **argv)
     flush_all(p);
     double secs = (double)(cl_mono_ns() - t0) / 1e9;
     if (acked != n || failed) {
-        fprintf(stderr, "bench_kafka_raw: %" PRId64 " acknowledged, %" PRId64 " failed of %" PRId64 "\n",
+        fprintf(stderr,
+                "bench_kafka_raw: %" PRId64 " acknowledged, %" PRId64 " failed of %" PRId64 "\n",
                 acked, failed, n);
         return 1;
     }
@@ -197,8 +200,10 @@ int main(int argc, char **argv)
     secs = (double)(cl_mono_ns() - t0) / 1e9;
     rd_kafka_commit(c, NULL, 0);
     if (consumed != n || acked != n || failed) {
-        fprintf(stderr, "bench_kafka_raw: consumed %" PRId64 ", acknowledged %" PRId64 ", failed %" PRId64
-                " of %" PRId64 "\n", consumed, acked, failed, n);
+        fprintf(stderr,
+                "bench_kafka_raw: consumed %" PRId64 ", acknowledged %" PRId64 ", failed %" PRId64
+                " of %" PRId64 "\n",
+                consumed, acked, failed, n);
         return 1;
     }
     report("consume_produce", n, (size_t)vb, (int)parts, secs);

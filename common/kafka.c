@@ -32,7 +32,7 @@ extern char *program_invocation_short_name; /* glibc, declared under _GNU_SOURCE
 
 #define DEFAULT_STATS_INTERVAL_MS "5000"
 #define LAG_HISTORY_MAX 128 /* distinct end offsets remembered per partition */
-#define ADMIN_SLACK_MS 5000  /* wait for an admin result this much longer than its timeout */
+#define ADMIN_SLACK_MS 5000 /* wait for an admin result this much longer than its timeout */
 
 /* ================================================================ configuration */
 
@@ -43,13 +43,13 @@ typedef struct {
     size_t errlen;
 } conf_ctx;
 
-static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
-                    const char *source, char *err, size_t errlen)
+static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, const char *source,
+                    char *err, size_t errlen)
 {
     char why[512];
     if (rd_kafka_conf_set(conf, key, value, why, sizeof why) != RD_KAFKA_CONF_OK)
-        return cl_seterr(err, errlen, CL_EINVAL, "kafka property '%s' (from %s): %s", key,
-                         source, why);
+        return cl_seterr(err, errlen, CL_EINVAL, "kafka property '%s' (from %s): %s", key, source,
+                         why);
     return CL_OK;
 }
 
@@ -83,12 +83,12 @@ static int apply_user_property(const char *key, const char *value, const char *s
 static void log_cb(const rd_kafka_t *rk, int level, const char *facility, const char *buf)
 {
     /* syslog levels: 0..3 errors, 4 warning, 5..6 notice/info, 7 debug */
-    cl_log_level l = level <= 3 ? CL_LOG_ERROR
+    cl_log_level l = level <= 3   ? CL_LOG_ERROR
                      : level == 4 ? CL_LOG_WARN
                      : level <= 6 ? CL_LOG_INFO
                                   : CL_LOG_DEBUG;
-    cl_log(l, "librdkafka", "client=%s facility=%s message=\"%s\"", rd_kafka_name(rk),
-           facility, buf);
+    cl_log(l, "librdkafka", "client=%s facility=%s message=\"%s\"", rd_kafka_name(rk), facility,
+           buf);
 }
 
 static void error_cb(rd_kafka_t *rk, int code, const char *reason, void *opaque)
@@ -129,8 +129,8 @@ int cl_kafka_conf_new(const cl_config *cfg, cl_kafka_role role, const char *clie
     } else if (rc == CL_OK && role == CL_KAFKA_CONSUMER) {
         rc = conf_set(conf, "auto.offset.reset", "earliest", "default", err, errlen);
         if (rc == CL_OK)
-            rc = conf_set(conf, "statistics.interval.ms", DEFAULT_STATS_INTERVAL_MS, "default",
-                          err, errlen);
+            rc = conf_set(conf, "statistics.interval.ms", DEFAULT_STATS_INTERVAL_MS, "default", err,
+                          errlen);
     }
 
     if (rc == CL_OK) {
@@ -138,9 +138,10 @@ int cl_kafka_conf_new(const cl_config *cfg, cl_kafka_role role, const char *clie
         rc = cl_config_foreach_prefix(cfg, "kafka.", apply_user_property, &ctx);
     }
     if (rc == CL_OK && role == CL_KAFKA_CONSUMER) {
-        for (size_t i = 0; rc == CL_OK && i < sizeof forced_consumer / sizeof forced_consumer[0]; i++)
-            rc = conf_set(conf, forced_consumer[i].key, forced_consumer[i].value, "closedloop",
-                          err, errlen);
+        for (size_t i = 0; rc == CL_OK && i < sizeof forced_consumer / sizeof forced_consumer[0];
+             i++)
+            rc = conf_set(conf, forced_consumer[i].key, forced_consumer[i].value, "closedloop", err,
+                          errlen);
     }
     if (rc == CL_OK) {
         char bs[8];
@@ -185,9 +186,18 @@ int cl_kafka_install_signal_handlers(char *err, size_t errlen)
     return CL_OK;
 }
 
-int cl_stop_requested(void) { return stop_flag != 0; }
-void cl_request_stop(void) { stop_flag = 1; }
-void cl_stop_reset(void) { stop_flag = 0; }
+int cl_stop_requested(void)
+{
+    return stop_flag != 0;
+}
+void cl_request_stop(void)
+{
+    stop_flag = 1;
+}
+void cl_stop_reset(void)
+{
+    stop_flag = 0;
+}
 
 /* ================================================================ messages */
 
@@ -209,7 +219,8 @@ static void message_fill(cl_message *m, rd_kafka_message_t *rkm)
 int cl_message_header(const cl_message *m, const char *name, const void **value, size_t *len)
 {
     rd_kafka_headers_t *hdrs;
-    if (!m->rkmessage || rd_kafka_message_headers(m->rkmessage, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    if (!m->rkmessage ||
+        rd_kafka_message_headers(m->rkmessage, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
         return CL_ENOTFOUND;
     const void *v;
     size_t n;
@@ -223,7 +234,8 @@ int cl_message_header(const cl_message *m, const char *name, const void **value,
 size_t cl_message_header_count(const cl_message *m)
 {
     rd_kafka_headers_t *hdrs;
-    if (!m->rkmessage || rd_kafka_message_headers(m->rkmessage, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    if (!m->rkmessage ||
+        rd_kafka_message_headers(m->rkmessage, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
         return 0;
     return rd_kafka_header_cnt(hdrs);
 }
@@ -231,7 +243,8 @@ size_t cl_message_header_count(const cl_message *m)
 int cl_message_header_at(const cl_message *m, size_t i, cl_kafka_header *out)
 {
     rd_kafka_headers_t *hdrs;
-    if (!m->rkmessage || rd_kafka_message_headers(m->rkmessage, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    if (!m->rkmessage ||
+        rd_kafka_message_headers(m->rkmessage, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
         return CL_ENOTFOUND;
     const char *name;
     const void *v;
@@ -254,7 +267,8 @@ void cl_message_release(cl_message *m)
 
 void cl_messages_release(cl_message *ms, size_t n)
 {
-    for (size_t i = 0; i < n; i++) cl_message_release(&ms[i]);
+    for (size_t i = 0; i < n; i++)
+        cl_message_release(&ms[i]);
 }
 
 /* ================================================================ producer */
@@ -270,11 +284,15 @@ struct cl_producer {
 static int delivery_status(rd_kafka_resp_err_t e)
 {
     switch (e) {
-    case RD_KAFKA_RESP_ERR_NO_ERROR: return CL_OK;
-    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT: return CL_ETIMEOUT;
+    case RD_KAFKA_RESP_ERR_NO_ERROR:
+        return CL_OK;
+    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+        return CL_ETIMEOUT;
     case RD_KAFKA_RESP_ERR__PURGE_QUEUE:
-    case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT: return CL_ESTOP;
-    default: return CL_ERR;
+    case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT:
+        return CL_ESTOP;
+    default:
+        return CL_ERR;
     }
 }
 
@@ -349,8 +367,7 @@ int cl_producer_new(const cl_config *cfg, const cl_producer_opts *opts, cl_produ
 
 int cl_producer_send(cl_producer *p, const char *topic, const void *key, size_t key_len,
                      const void *value, size_t value_len, const cl_kafka_header *headers,
-                     size_t nheaders, void *msg_opaque, int queue_wait_ms, char *err,
-                     size_t errlen)
+                     size_t nheaders, void *msg_opaque, int queue_wait_ms, char *err, size_t errlen)
 {
     rd_kafka_headers_t *hdrs = NULL;
     if (nheaders) {
@@ -358,8 +375,8 @@ int cl_producer_send(cl_producer *p, const char *topic, const void *key, size_t 
         for (size_t i = 0; i < nheaders; i++) {
             if (!headers[i].name) {
                 rd_kafka_headers_destroy(hdrs);
-                return cl_seterr(err, errlen, CL_EINVAL, "header %zu of a record for %s has no name",
-                                 i, topic);
+                return cl_seterr(err, errlen, CL_EINVAL,
+                                 "header %zu of a record for %s has no name", i, topic);
             }
             rd_kafka_header_add(hdrs, headers[i].name, -1, headers[i].value,
                                 headers[i].value ? (ssize_t)headers[i].len : 0);
@@ -368,12 +385,11 @@ int cl_producer_send(cl_producer *p, const char *topic, const void *key, size_t 
     int64_t deadline = cl_mono_ms() + (queue_wait_ms > 0 ? queue_wait_ms : 0);
     rd_kafka_resp_err_t e;
     for (;;) {
-        e = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic),
-                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                              RD_KAFKA_V_KEY(key, key ? key_len : 0),
-                              RD_KAFKA_V_VALUE((void *)value, value ? value_len : 0),
-                              RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(msg_opaque),
-                              RD_KAFKA_V_END);
+        e = rd_kafka_producev(
+            p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_KEY(key, key ? key_len : 0),
+            RD_KAFKA_V_VALUE((void *)value, value ? value_len : 0), RD_KAFKA_V_HEADERS(hdrs),
+            RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
             atomic_fetch_add(&p->sent, 1); /* the record now owns hdrs */
             return CL_OK;
@@ -404,7 +420,10 @@ int cl_producer_send(cl_producer *p, const char *topic, const void *key, size_t 
     }
 }
 
-int cl_producer_poll(cl_producer *p, int timeout_ms) { return rd_kafka_poll(p->rk, timeout_ms); }
+int cl_producer_poll(cl_producer *p, int timeout_ms)
+{
+    return rd_kafka_poll(p->rk, timeout_ms);
+}
 
 int cl_producer_flush(cl_producer *p, int timeout_ms, char *err, size_t errlen)
 {
@@ -436,7 +455,8 @@ int cl_producer_close(cl_producer *p, int timeout_ms, char *err, size_t errlen)
         rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         /* Purged records get their (failed) delivery reports through the poll queue. */
         int64_t deadline = cl_mono_ms() + 2000;
-        while (rd_kafka_outq_len(p->rk) > 0 && cl_mono_ms() < deadline) rd_kafka_poll(p->rk, 50);
+        while (rd_kafka_outq_len(p->rk) > 0 && cl_mono_ms() < deadline)
+            rd_kafka_poll(p->rk, 50);
         rd_kafka_poll(p->rk, 0);
         cl_log(CL_LOG_WARN, "producer_purged", "records=%d timeout_ms=%d", left, timeout_ms);
     }
@@ -445,7 +465,10 @@ int cl_producer_close(cl_producer *p, int timeout_ms, char *err, size_t errlen)
     return rc;
 }
 
-rd_kafka_t *cl_producer_handle(cl_producer *p) { return p->rk; }
+rd_kafka_t *cl_producer_handle(cl_producer *p)
+{
+    return p->rk;
+}
 
 /* ================================================================ dead-letter queue */
 
@@ -473,8 +496,8 @@ int cl_kafka_dlq_send(cl_producer *p, const char *dlq_topic, const cl_message *s
     h[n++] = (cl_kafka_header){"source.offset", offset, strlen(offset)};
     h[n++] = (cl_kafka_header){"worker", w, strlen(w)};
     h[n++] = (cl_kafka_header){"error", e, elen};
-    int rc = cl_producer_send(p, dlq_topic, src->key, src->key_len, src->value, src->value_len,
-                              h, n, msg_opaque, 5000, err, errlen);
+    int rc = cl_producer_send(p, dlq_topic, src->key, src->key_len, src->value, src->value_len, h,
+                              n, msg_opaque, 5000, err, errlen);
     free(h);
     return rc;
 }
@@ -545,7 +568,8 @@ static void part_remove(cl_consumer *c, const char *topic, int32_t partition)
 
 static void parts_clear(cl_consumer *c)
 {
-    for (size_t i = 0; i < c->nparts; i++) free(c->parts[i].topic);
+    for (size_t i = 0; i < c->nparts; i++)
+        free(c->parts[i].topic);
     c->nparts = 0;
 }
 
@@ -581,7 +605,8 @@ static void on_assign(cl_consumer *c, rd_kafka_topic_partition_list_t *l, int co
                 c->hook_failed = 1;
                 snprintf(c->hook_err, sizeof c->hook_err, "on_assign hook failed: %s", herr);
             } else {
-                for (int i = 0; i < l->cnt; i++) l->elems[i].offset = tp[i].offset;
+                for (int i = 0; i < l->cnt; i++)
+                    l->elems[i].offset = tp[i].offset;
             }
             free(tp);
         }
@@ -605,14 +630,13 @@ static void on_assign(cl_consumer *c, rd_kafka_topic_partition_list_t *l, int co
             c->hook_failed = 1;
             cl_strlcpy(c->hook_err, "out of memory tracking the assignment", sizeof c->hook_err);
         }
-        cl_log(CL_LOG_INFO, "partition_assigned", "group=%s topic=%s partition=%" PRId32
-               " offset=%" PRId64, c->group, l->elems[i].topic, l->elems[i].partition,
-               l->elems[i].offset);
+        cl_log(CL_LOG_INFO, "partition_assigned",
+               "group=%s topic=%s partition=%" PRId32 " offset=%" PRId64, c->group,
+               l->elems[i].topic, l->elems[i].partition, l->elems[i].offset);
     }
 }
 
-static void on_revoke(cl_consumer *c, rd_kafka_topic_partition_list_t *l, int cooperative,
-                      int lost)
+static void on_revoke(cl_consumer *c, rd_kafka_topic_partition_list_t *l, int cooperative, int lost)
 {
     if (c->hooks.on_revoke && l->cnt > 0) {
         cl_topic_partition *tp = tp_from_list(l);
@@ -641,8 +665,8 @@ static void on_revoke(cl_consumer *c, rd_kafka_topic_partition_list_t *l, int co
     if (!cooperative) parts_clear(c);
 }
 
-static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
-                         rd_kafka_topic_partition_list_t *l, void *opaque)
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_partition_list_t *l,
+                         void *opaque)
 {
     cl_consumer *c = opaque;
     int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
@@ -717,7 +741,8 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
         if (pl->lag == 0)
             pl->lag_seconds = 0;
         else if (pl->lag > 0)
-            pl->lag_seconds = cl_kafka_estimate_lag_seconds(h->samples, h->n, pl->committed_offset, now);
+            pl->lag_seconds =
+                cl_kafka_estimate_lag_seconds(h->samples, h->n, pl->committed_offset, now);
     }
     cl_lag_report_free(&c->lag);
     c->lag = r;
@@ -725,8 +750,8 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
     return 0; /* librdkafka frees json */
 }
 
-static int assign_whole_topics(cl_consumer *c, const char *const *topics, size_t ntopics,
-                               char *err, size_t errlen)
+static int assign_whole_topics(cl_consumer *c, const char *const *topics, size_t ntopics, char *err,
+                               size_t errlen)
 {
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t e = rd_kafka_metadata(c->rk, 1, NULL, &md, 10000);
@@ -920,8 +945,8 @@ int cl_consumer_poll(cl_consumer *c, cl_message *out, size_t max, size_t *n, int
     return rc;
 }
 
-int cl_consumer_store_offsets(cl_consumer *c, const cl_topic_partition *parts, size_t n,
-                              char *err, size_t errlen)
+int cl_consumer_store_offsets(cl_consumer *c, const cl_topic_partition *parts, size_t n, char *err,
+                              size_t errlen)
 {
     if (!c->has_group || n == 0) return CL_OK;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
@@ -1004,7 +1029,8 @@ int cl_consumer_committed(cl_consumer *c, cl_topic_partition **out, size_t *n, i
     if (rc == CL_OK && l->cnt > 0) {
         /* One block: the array, then the topic names it points into. */
         size_t names = 0;
-        for (int i = 0; i < l->cnt; i++) names += strlen(l->elems[i].topic) + 1;
+        for (int i = 0; i < l->cnt; i++)
+            names += strlen(l->elems[i].topic) + 1;
         cl_topic_partition *tp = malloc((size_t)l->cnt * sizeof *tp + names);
         if (!tp) {
             rc = cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
@@ -1034,7 +1060,10 @@ int cl_consumer_at_end(cl_consumer *c)
     return 1;
 }
 
-size_t cl_consumer_assignment_count(cl_consumer *c) { return c->nparts; }
+size_t cl_consumer_assignment_count(cl_consumer *c)
+{
+    return c->nparts;
+}
 
 int cl_consumer_close(cl_consumer *c, int timeout_ms, char *err, size_t errlen)
 {
@@ -1075,7 +1104,8 @@ int cl_consumer_close(cl_consumer *c, int timeout_ms, char *err, size_t errlen)
     }
     rd_kafka_queue_destroy(q);
     if (timed_out) {
-        cl_log(CL_LOG_WARN, "consumer_close_timeout", "group=%s timeout_ms=%d", c->group, timeout_ms);
+        cl_log(CL_LOG_WARN, "consumer_close_timeout", "group=%s timeout_ms=%d", c->group,
+               timeout_ms);
         if (rc == CL_OK)
             rc = cl_seterr(err, errlen, CL_ETIMEOUT,
                            "consumer (group %s) did not leave the group within %d ms; the "
@@ -1094,7 +1124,10 @@ int cl_consumer_close(cl_consumer *c, int timeout_ms, char *err, size_t errlen)
     return rc;
 }
 
-rd_kafka_t *cl_consumer_handle(cl_consumer *c) { return c->rk; }
+rd_kafka_t *cl_consumer_handle(cl_consumer *c)
+{
+    return c->rk;
+}
 
 /* ================================================================ lag */
 
@@ -1137,12 +1170,14 @@ int cl_kafka_parse_stats_lag(const char *json, size_t len, cl_lag_report *out, c
     size_t cap = 0;
     const char *tname;
     json_t *tobj;
-    json_object_foreach(topics, tname, tobj) {
+    json_object_foreach(topics, tname, tobj)
+    {
         json_t *parts = json_object_get(tobj, "partitions");
         if (!json_is_object(parts)) continue;
         const char *pkey;
         json_t *pobj;
-        json_object_foreach(parts, pkey, pobj) {
+        json_object_foreach(parts, pkey, pobj)
+        {
             if (!json_is_object(pobj)) continue;
             json_t *pid = json_object_get(pobj, "partition");
             if (!json_is_integer(pid)) continue;
@@ -1152,7 +1187,8 @@ int cl_kafka_parse_stats_lag(const char *json, size_t len, cl_lag_report *out, c
             json_t *fs = json_object_get(pobj, "fetch_state");
             if (!json_is_string(fs) || strcmp(json_string_value(fs), "none") == 0) continue;
             if (strlen(tname) >= sizeof out->parts[0].topic) {
-                rc = cl_seterr(err, errlen, CL_EINVAL, "statistics: topic name longer than %zu bytes",
+                rc = cl_seterr(err, errlen, CL_EINVAL,
+                               "statistics: topic name longer than %zu bytes",
                                sizeof out->parts[0].topic - 1);
                 goto done;
             }
@@ -1176,7 +1212,8 @@ int cl_kafka_parse_stats_lag(const char *json, size_t len, cl_lag_report *out, c
              * read_committed; fall back to computing it. */
             int64_t lag = json_int(pobj, "consumer_lag");
             if (lag < 0 && pl->committed_offset >= 0 && pl->end_offset >= 0)
-                lag = pl->end_offset > pl->committed_offset ? pl->end_offset - pl->committed_offset : 0;
+                lag = pl->end_offset > pl->committed_offset ? pl->end_offset - pl->committed_offset
+                                                            : 0;
             if (pl->committed_offset < 0) lag = -1; /* nothing committed: unknown, not zero */
             pl->lag = lag;
             pl->lag_seconds = -1;
@@ -1207,7 +1244,8 @@ double cl_kafka_estimate_lag_seconds(const cl_lag_sample *s, size_t n, int64_t c
     /* First sample whose end passed `committed`: the record at `committed` was appended
      * after the previous sample was last seen and by the time this one was first seen. */
     size_t i = 0;
-    while (i < n && s[i].end_offset <= committed) i++;
+    while (i < n && s[i].end_offset <= committed)
+        i++;
     if (i == 0) return (double)(now_ms - s[0].first_seen_ms) / 1000.0;
     const cl_lag_sample *a = &s[i - 1], *b = &s[i];
     double frac = (double)(committed - a->end_offset + 1) / (double)(b->end_offset - a->end_offset);
@@ -1295,9 +1333,8 @@ static rd_kafka_event_t *admin_wait(admin *a, rd_kafka_event_type_t want, int ti
         }
         rd_kafka_resp_err_t e = rd_kafka_event_error(ev);
         if (e) {
-            *rc = cl_seterr(err, errlen,
-                            e == RD_KAFKA_RESP_ERR__TIMED_OUT ? CL_ETIMEOUT : CL_ERR, "%s: %s",
-                            what, rd_kafka_event_error_string(ev));
+            *rc = cl_seterr(err, errlen, e == RD_KAFKA_RESP_ERR__TIMED_OUT ? CL_ETIMEOUT : CL_ERR,
+                            "%s: %s", what, rd_kafka_event_error_string(ev));
             rd_kafka_event_destroy(ev);
             return NULL;
         }
@@ -1351,10 +1388,11 @@ int cl_kafka_create_topics(const cl_config *cfg, const cl_topic_spec *specs, siz
                 const char *name = rd_kafka_topic_result_name(tr[i]);
                 rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
                 size_t idx = 0;
-                while (idx < n && strcmp(specs[idx].name, name) != 0) idx++;
-                if (e == RD_KAFKA_RESP_ERR_NO_ERROR || e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-                    if (results && idx < n)
-                        results[idx] = e ? CL_TOPIC_EXISTED : CL_TOPIC_CREATED;
+                while (idx < n && strcmp(specs[idx].name, name) != 0)
+                    idx++;
+                if (e == RD_KAFKA_RESP_ERR_NO_ERROR ||
+                    e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+                    if (results && idx < n) results[idx] = e ? CL_TOPIC_EXISTED : CL_TOPIC_CREATED;
                 } else {
                     const char *msg = rd_kafka_topic_result_error_string(tr[i]);
                     rc = cl_seterr(err, errlen, CL_ERR, "creating topic %s: %s: %s", name,
@@ -1371,8 +1409,8 @@ int cl_kafka_create_topics(const cl_config *cfg, const cl_topic_spec *specs, siz
     return rc;
 }
 
-int cl_kafka_delete_topics(const cl_config *cfg, const char *const *names, size_t n,
-                           int timeout_ms, char *err, size_t errlen)
+int cl_kafka_delete_topics(const cl_config *cfg, const char *const *names, size_t n, int timeout_ms,
+                           char *err, size_t errlen)
 {
     if (n == 0) return CL_OK;
     admin a;
@@ -1383,7 +1421,8 @@ int cl_kafka_delete_topics(const cl_config *cfg, const char *const *names, size_
         admin_close(&a);
         return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
     }
-    for (size_t i = 0; i < n; i++) dt[i] = rd_kafka_DeleteTopic_new(names[i]);
+    for (size_t i = 0; i < n; i++)
+        dt[i] = rd_kafka_DeleteTopic_new(names[i]);
     rd_kafka_AdminOptions_t *o = admin_options(&a, RD_KAFKA_ADMIN_OP_DELETETOPICS, timeout_ms);
     rd_kafka_DeleteTopics(a.rk, dt, n, o, a.q);
     rd_kafka_AdminOptions_destroy(o);
@@ -1433,7 +1472,8 @@ static int describe_configs(admin *a, const char *const *names, size_t n, cl_top
 {
     rd_kafka_ConfigResource_t **res = calloc(n, sizeof *res);
     if (!res) return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++) res[i] = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, names[i]);
+    for (size_t i = 0; i < n; i++)
+        res[i] = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, names[i]);
     rd_kafka_AdminOptions_t *o = admin_options(a, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS, timeout_ms);
     rd_kafka_DescribeConfigs(a->rk, res, n, o, a->q);
     rd_kafka_AdminOptions_destroy(o);
@@ -1442,8 +1482,8 @@ static int describe_configs(admin *a, const char *const *names, size_t n, cl_top
                                       "describe topic configs", err, errlen, &rc);
     if (ev) {
         size_t cnt;
-        const rd_kafka_ConfigResource_t **rr =
-            rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &cnt);
+        const rd_kafka_ConfigResource_t **rr = rd_kafka_DescribeConfigs_result_resources(
+            rd_kafka_event_DescribeConfigs_result(ev), &cnt);
         for (size_t r = 0; r < cnt && rc == CL_OK; r++) {
             const char *rname = rd_kafka_ConfigResource_name(rr[r]);
             if (rd_kafka_ConfigResource_error(rr[r])) {
@@ -1534,7 +1574,8 @@ done:
 void cl_kafka_strings_free(char **v, size_t n)
 {
     if (!v) return;
-    for (size_t i = 0; i < n; i++) free(v[i]);
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
     free(v);
 }
 
@@ -1543,23 +1584,26 @@ static int str_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int cl_kafka_list_groups(const cl_config *cfg, char ***out, size_t *n, int timeout_ms,
-                         char *err, size_t errlen)
+int cl_kafka_list_groups(const cl_config *cfg, char ***out, size_t *n, int timeout_ms, char *err,
+                         size_t errlen)
 {
     *out = NULL;
     *n = 0;
     admin a;
     int rc = admin_open(cfg, &a, err, errlen);
     if (rc != CL_OK) return rc;
-    rd_kafka_AdminOptions_t *o = admin_options(&a, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPS, timeout_ms);
+    rd_kafka_AdminOptions_t *o =
+        admin_options(&a, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPS, timeout_ms);
     rd_kafka_ListConsumerGroups(a.rk, o, a.q);
     rd_kafka_AdminOptions_destroy(o);
     rd_kafka_event_t *ev = admin_wait(&a, RD_KAFKA_EVENT_LISTCONSUMERGROUPS_RESULT, timeout_ms,
                                       "list consumer groups", err, errlen, &rc);
     if (ev) {
-        const rd_kafka_ListConsumerGroups_result_t *res = rd_kafka_event_ListConsumerGroups_result(ev);
+        const rd_kafka_ListConsumerGroups_result_t *res =
+            rd_kafka_event_ListConsumerGroups_result(ev);
         size_t cnt, nerr;
-        const rd_kafka_ConsumerGroupListing_t **gl = rd_kafka_ListConsumerGroups_result_valid(res, &cnt);
+        const rd_kafka_ConsumerGroupListing_t **gl =
+            rd_kafka_ListConsumerGroups_result_valid(res, &cnt);
         const rd_kafka_error_t **errs = rd_kafka_ListConsumerGroups_result_errors(res, &nerr);
         /* A partial list would make a lag report silently miss groups. */
         char **v = nerr ? NULL : calloc(cnt ? cnt : 1, sizeof *v);
@@ -1590,8 +1634,8 @@ int cl_kafka_list_groups(const cl_config *cfg, char ***out, size_t *n, int timeo
     return rc;
 }
 
-int cl_kafka_group_lag(const cl_config *cfg, const char *group, cl_lag_report *out,
-                       int timeout_ms, char *err, size_t errlen)
+int cl_kafka_group_lag(const cl_config *cfg, const char *group, cl_lag_report *out, int timeout_ms,
+                       char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     if (strlen(group) >= sizeof out->parts[0].group)
@@ -1615,7 +1659,8 @@ int cl_kafka_group_lag(const cl_config *cfg, const char *group, cl_lag_report *o
         const rd_kafka_group_result_t **gr = rd_kafka_ListConsumerGroupOffsets_result_groups(
             rd_kafka_event_ListConsumerGroupOffsets_result(ev), &cnt);
         const rd_kafka_error_t *ge = cnt ? rd_kafka_group_result_error(gr[0]) : NULL;
-        const rd_kafka_topic_partition_list_t *l = cnt ? rd_kafka_group_result_partitions(gr[0]) : NULL;
+        const rd_kafka_topic_partition_list_t *l =
+            cnt ? rd_kafka_group_result_partitions(gr[0]) : NULL;
         if (ge) {
             rc = cl_seterr(err, errlen, CL_ERR, "offsets of group %s: %s", group,
                            rd_kafka_error_string(ge));
@@ -1632,14 +1677,17 @@ int cl_kafka_group_lag(const cl_config *cfg, const char *group, cl_lag_report *o
                 pl->partition = tp->partition;
                 pl->committed_offset = tp->offset >= 0 ? tp->offset : -1;
                 int64_t lo, hi;
-                rd_kafka_resp_err_t e =
-                    rd_kafka_query_watermark_offsets(a.rk, tp->topic, tp->partition, &lo, &hi, timeout_ms);
+                rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
+                    a.rk, tp->topic, tp->partition, &lo, &hi, timeout_ms);
                 pl->end_offset = e ? -1 : hi;
                 if (e)
-                    cl_log(CL_LOG_WARN, "watermarks_failed", "topic=%s partition=%" PRId32 " error=\"%s\"",
-                           tp->topic, tp->partition, rd_kafka_err2str(e));
+                    cl_log(CL_LOG_WARN, "watermarks_failed",
+                           "topic=%s partition=%" PRId32 " error=\"%s\"", tp->topic, tp->partition,
+                           rd_kafka_err2str(e));
                 pl->lag = (pl->committed_offset >= 0 && pl->end_offset >= 0)
-                              ? (pl->end_offset > pl->committed_offset ? pl->end_offset - pl->committed_offset : 0)
+                              ? (pl->end_offset > pl->committed_offset
+                                     ? pl->end_offset - pl->committed_offset
+                                     : 0)
                               : -1;
                 pl->lag_seconds = -1;
                 out->n++;

@@ -93,7 +93,7 @@ typedef struct {
     int64_t timestamp_ms; /* -1 when the record has none */
     const void *key;      /* NULL: null key */
     size_t key_len;
-    const void *value;    /* NULL: tombstone */
+    const void *value; /* NULL: tombstone */
     size_t value_len;
     rd_kafka_message_t *rkmessage; /* owned */
 } cl_message;
@@ -112,13 +112,12 @@ void cl_messages_release(cl_message *ms, size_t n);
  * status: CL_OK (acknowledged by all in-sync replicas under acks=all, partition and
  * offset set) or an error (CL_ETIMEOUT: message.timeout.ms expired; CL_ESTOP: purged
  * on close; CL_ERR otherwise), with librdkafka's reason in `reason`. */
-typedef void (*cl_delivery_cb)(void *msg_opaque, int status, const char *topic,
-                               int32_t partition, int64_t offset, const char *reason,
-                               void *ud);
+typedef void (*cl_delivery_cb)(void *msg_opaque, int status, const char *topic, int32_t partition,
+                               int64_t offset, const char *reason, void *ud);
 
 typedef struct {
-    const char *client_id;       /* NULL: program name */
-    cl_delivery_cb on_delivery;  /* NULL: only counted (and failures logged) */
+    const char *client_id;      /* NULL: program name */
+    cl_delivery_cb on_delivery; /* NULL: only counted (and failures logged) */
     void *ud;
     const char *transactional_id; /* non-NULL: transactional producer (init done) */
 } cl_producer_opts;
@@ -193,8 +192,8 @@ typedef struct {
      * Each parts[i].offset is CL_KAFKA_OFFSET_COMMITTED; set it to an explicit offset to
      * start there (e.g. the offset stored with the state in LMDB). A non-zero return is
      * treated as fatal: cl_consumer_poll returns CL_ERR with the hook's message. */
-    int (*on_assign)(cl_consumer *c, cl_topic_partition *parts, size_t n, void *ud,
-                     char *err, size_t errlen);
+    int (*on_assign)(cl_consumer *c, cl_topic_partition *parts, size_t n, void *ud, char *err,
+                     size_t errlen);
     /* Before `parts` are taken away (rebalance or close): the last moment to finish
      * their in-flight work and cl_consumer_store() it; the wrapper then commits the
      * stored offsets synchronously. */
@@ -203,11 +202,11 @@ typedef struct {
 } cl_rebalance_hooks;
 
 typedef struct {
-    const char *group_id;     /* NULL: the config's group.id (required unless read_to_end) */
-    const char *client_id;    /* NULL: program name */
+    const char *group_id;      /* NULL: the config's group.id (required unless read_to_end) */
+    const char *client_id;     /* NULL: program name */
     const char *const *topics; /* full names (cl_config_topic) */
     size_t ntopics;
-    int read_to_end;          /* no group: assign all partitions of `topics` from the start */
+    int read_to_end; /* no group: assign all partitions of `topics` from the start */
     cl_rebalance_hooks hooks;
 } cl_consumer_opts;
 
@@ -224,8 +223,8 @@ int cl_consumer_poll(cl_consumer *c, cl_message *out, size_t max, size_t *n, int
 /* Mark m as processed: its offset + 1 becomes the partition's offset to commit. */
 int cl_consumer_store(cl_consumer *c, const cl_message *m, char *err, size_t errlen);
 /* Mark explicit next-offsets as processed. */
-int cl_consumer_store_offsets(cl_consumer *c, const cl_topic_partition *parts, size_t n,
-                              char *err, size_t errlen);
+int cl_consumer_store_offsets(cl_consumer *c, const cl_topic_partition *parts, size_t n, char *err,
+                              size_t errlen);
 /* Commit the stored offsets (sync: wait for the broker; async: fire and forget, failures
  * are logged). Nothing stored since the last commit is not an error. */
 int cl_consumer_commit(cl_consumer *c, int async, char *err, size_t errlen);
@@ -325,12 +324,12 @@ int cl_kafka_create_topics(const cl_config *cfg, const cl_topic_spec *specs, siz
                            size_t errlen);
 
 /* Delete topics (tests); a topic that does not exist is fine. */
-int cl_kafka_delete_topics(const cl_config *cfg, const char *const *names, size_t n,
-                           int timeout_ms, char *err, size_t errlen);
+int cl_kafka_delete_topics(const cl_config *cfg, const char *const *names, size_t n, int timeout_ms,
+                           char *err, size_t errlen);
 
 typedef struct {
     char *name;
-    char *value;   /* NULL: null/sensitive */
+    char *value;    /* NULL: null/sensitive */
     int is_default; /* 1: the broker's or Kafka's default, not set on the topic */
 } cl_topic_config_entry;
 
@@ -352,14 +351,14 @@ const char *cl_topic_info_config(const cl_topic_info *t, const char *name);
 
 /* Names of all consumer groups known to the cluster, sorted. Free with
  * cl_kafka_strings_free. */
-int cl_kafka_list_groups(const cl_config *cfg, char ***out, size_t *n, int timeout_ms,
-                         char *err, size_t errlen);
+int cl_kafka_list_groups(const cl_config *cfg, char ***out, size_t *n, int timeout_ms, char *err,
+                         size_t errlen);
 void cl_kafka_strings_free(char **v, size_t n);
 
 /* A group's committed offsets with each partition's high watermark and lag, as lag
  * monitors compute it from outside (lag_seconds -1). CL_ENOTFOUND if the group has no
  * committed offsets. */
-int cl_kafka_group_lag(const cl_config *cfg, const char *group, cl_lag_report *out,
-                       int timeout_ms, char *err, size_t errlen);
+int cl_kafka_group_lag(const cl_config *cfg, const char *group, cl_lag_report *out, int timeout_ms,
+                       char *err, size_t errlen);
 
 #endif

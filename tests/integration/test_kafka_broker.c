@@ -64,7 +64,8 @@ static int setup_broker(void **state)
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "bash '%s/deploy/kafka/start.sh' >&2", src);
     if (system(cmd) != 0) {
-        fprintf(stderr, "the local Kafka broker did not start (%s); see deploy/kafka/README.md\n", cmd);
+        fprintf(stderr, "the local Kafka broker did not start (%s); see deploy/kafka/README.md\n",
+                cmd);
         return -1;
     }
     const char *port = getenv("CLOSEDLOOP_KAFKA_PORT");
@@ -88,10 +89,12 @@ static void test_create_topics_is_idempotent_and_compaction_is_visible(void **st
     };
     cl_topic_create_result res[2] = {-1, -1};
     char err[CL_ERRLEN];
-    assert_int_equal(cl_kafka_create_topics(cfg, specs, 2, res, TIMEOUT_MS, err, sizeof err), CL_OK);
+    assert_int_equal(cl_kafka_create_topics(cfg, specs, 2, res, TIMEOUT_MS, err, sizeof err),
+                     CL_OK);
     assert_int_equal(res[0], CL_TOPIC_CREATED);
     assert_int_equal(res[1], CL_TOPIC_CREATED);
-    assert_int_equal(cl_kafka_create_topics(cfg, specs, 2, res, TIMEOUT_MS, err, sizeof err), CL_OK);
+    assert_int_equal(cl_kafka_create_topics(cfg, specs, 2, res, TIMEOUT_MS, err, sizeof err),
+                     CL_OK);
     assert_int_equal(res[0], CL_TOPIC_EXISTED);
     assert_int_equal(res[1], CL_TOPIC_EXISTED);
 
@@ -149,7 +152,8 @@ static void record(int i, char *key, size_t *key_len, unsigned char *value, size
 {
     *key_len = (size_t)snprintf(key, 32, "opp-%d", i);
     *value_len = (size_t)(16 + i % 50);
-    for (size_t j = 0; j < *value_len; j++) value[j] = (unsigned char)((i * 31 + (int)j) & 0xff);
+    for (size_t j = 0; j < *value_len; j++)
+        value[j] = (unsigned char)((i * 31 + (int)j) & 0xff);
     value[0] = 0; /* embedded NUL */
 }
 
@@ -250,7 +254,9 @@ static void test_round_trip_commit_and_resume(void **state)
     char group[96];
     snprintf(group, sizeof group, "%sgroup", prefix);
     hook_counts hooks = {0, 0};
-    cl_consumer_opts copts = {.group_id = group, .topics = &topic, .ntopics = 1,
+    cl_consumer_opts copts = {.group_id = group,
+                              .topics = &topic,
+                              .ntopics = 1,
                               .hooks = {count_assign, count_revoke, &hooks}};
     cl_consumer *con;
     assert_int_equal(cl_consumer_new(cfg, &copts, &con, err, sizeof err), CL_OK);
@@ -277,13 +283,15 @@ static void test_round_trip_commit_and_resume(void **state)
         cl_messages_release(batch, n);
     }
     assert_int_equal(got, N_RECORDS);
-    for (int i = 0; i < N_RECORDS; i++) assert_int_equal(seen[i], 1);
+    for (int i = 0; i < N_RECORDS; i++)
+        assert_int_equal(seen[i], 1);
     assert_int_equal(hooks.assigned, 3);
     cl_topic_partition cut[3];
     int64_t expect_lag = 0;
     for (int part = 0; part < 3; part++) {
         cut[part] = (cl_topic_partition){topic, part, count[part] * 3 / 5};
-        for (int64_t o = cut[part].offset; o < count[part]; o++) after_cut[index_at[part][o]] = 1;
+        for (int64_t o = cut[part].offset; o < count[part]; o++)
+            after_cut[index_at[part][o]] = 1;
         expect_lag += count[part] - cut[part].offset;
     }
     assert_int_equal(cl_consumer_store_offsets(con, cut, 3, err, sizeof err), CL_OK);
@@ -339,9 +347,11 @@ static void test_round_trip_commit_and_resume(void **state)
 
     char **groups;
     size_t ngroups;
-    assert_int_equal(cl_kafka_list_groups(cfg, &groups, &ngroups, TIMEOUT_MS, err, sizeof err), CL_OK);
+    assert_int_equal(cl_kafka_list_groups(cfg, &groups, &ngroups, TIMEOUT_MS, err, sizeof err),
+                     CL_OK);
     int listed = 0;
-    for (size_t i = 0; i < ngroups; i++) listed |= strcmp(groups[i], group) == 0;
+    for (size_t i = 0; i < ngroups; i++)
+        listed |= strcmp(groups[i], group) == 0;
     cl_kafka_strings_free(groups, ngroups);
     assert_true(listed);
 
@@ -365,11 +375,13 @@ static void test_round_trip_commit_and_resume(void **state)
         cl_messages_release(batch, n);
     }
     assert_int_equal(got, expect_lag);
-    for (int i = 0; i < N_RECORDS; i++) assert_int_equal(seen[i], after_cut[i]);
+    for (int i = 0; i < N_RECORDS; i++)
+        assert_int_equal(seen[i], after_cut[i]);
     /* Close commits what was stored: nothing is left for a third consumer. */
     assert_int_equal(cl_consumer_close(con, 10000, err, sizeof err), CL_OK);
     assert_int_equal(cl_kafka_group_lag(cfg, group, &lag, TIMEOUT_MS, err, sizeof err), CL_OK);
-    for (size_t i = 0; i < lag.n; i++) assert_int_equal(lag.parts[i].lag, 0);
+    for (size_t i = 0; i < lag.n; i++)
+        assert_int_equal(lag.parts[i].lag, 0);
     cl_lag_report_free(&lag);
     cl_config_free(cfg);
 }
@@ -396,7 +408,8 @@ static void produce_simple(cl_config *cfg, const char *topic, int n, const char 
 static int start_at_seven(cl_consumer *c, cl_topic_partition *parts, size_t n, void *ud, char *err,
                           size_t errlen)
 {
-    for (size_t i = 0; i < n; i++) parts[i].offset = 7;
+    for (size_t i = 0; i < n; i++)
+        parts[i].offset = 7;
     return 0;
 }
 
@@ -409,8 +422,8 @@ static void test_on_assign_sets_start_offsets(void **state)
     produce_simple(cfg, topic, 10, "v");
     char group[96], err[CL_ERRLEN];
     snprintf(group, sizeof group, "%sseek", prefix);
-    cl_consumer_opts copts = {.group_id = group, .topics = &topic, .ntopics = 1,
-                              .hooks = {start_at_seven, NULL, NULL}};
+    cl_consumer_opts copts = {
+        .group_id = group, .topics = &topic, .ntopics = 1, .hooks = {start_at_seven, NULL, NULL}};
     cl_consumer *con;
     assert_int_equal(cl_consumer_new(cfg, &copts, &con, err, sizeof err), CL_OK);
     int64_t offsets[16];
@@ -420,7 +433,8 @@ static void test_on_assign_sets_start_offsets(void **state)
         cl_message m[8];
         size_t n;
         assert_int_equal(cl_consumer_poll(con, m, 8, &n, 500, err, sizeof err), CL_OK);
-        for (size_t i = 0; i < n && got < 16; i++) offsets[got++] = m[i].offset;
+        for (size_t i = 0; i < n && got < 16; i++)
+            offsets[got++] = m[i].offset;
         cl_messages_release(m, n);
     }
     assert_int_equal(got, 3);
@@ -447,8 +461,8 @@ static void test_failed_on_assign_stops_consumption(void **state)
     produce_simple(cfg, topic, 3, "v");
     char group[96], err[CL_ERRLEN] = "";
     snprintf(group, sizeof group, "%sassignfail", prefix);
-    cl_consumer_opts copts = {.group_id = group, .topics = &topic, .ntopics = 1,
-                              .hooks = {failing_assign, NULL, NULL}};
+    cl_consumer_opts copts = {
+        .group_id = group, .topics = &topic, .ntopics = 1, .hooks = {failing_assign, NULL, NULL}};
     cl_consumer *con;
     assert_int_equal(cl_consumer_new(cfg, &copts, &con, err, sizeof err), CL_OK);
     int rc = CL_OK;
@@ -536,7 +550,9 @@ static void test_dlq_carries_source_coordinates(void **state)
     assert_int_equal(cl_producer_new(cfg, &popts, &p, err, sizeof err), CL_OK);
     static const unsigned char garbage[] = {0xC3, 0x01, 0xde, 0xad, 0x00, 0xff};
     cl_kafka_header h[] = {{"trace", "abc", 3}};
-    assert_int_equal(cl_producer_send(p, src_topic, "opp-9", 5, "ok", 2, NULL, 0, NULL, 1000, err, sizeof err), CL_OK);
+    assert_int_equal(
+        cl_producer_send(p, src_topic, "opp-9", 5, "ok", 2, NULL, 0, NULL, 1000, err, sizeof err),
+        CL_OK);
     assert_int_equal(cl_producer_send(p, src_topic, "opp-7", 5, garbage, sizeof garbage, h, 1, NULL,
                                       1000, err, sizeof err),
                      CL_OK);
@@ -561,9 +577,9 @@ static void test_dlq_carries_source_coordinates(void **state)
             if (m[i].rkmessage) cl_message_release(&m[i]);
     }
     assert_non_null(bad.rkmessage);
-    assert_int_equal(cl_kafka_dlq_send(p, dlq, &bad, "join", "avro: bad magic byte 0xC3", NULL,
-                                       err, sizeof err),
-                     CL_OK);
+    assert_int_equal(
+        cl_kafka_dlq_send(p, dlq, &bad, "join", "avro: bad magic byte 0xC3", NULL, err, sizeof err),
+        CL_OK);
     cl_message_release(&bad);
     assert_int_equal(cl_producer_close(p, TIMEOUT_MS, err, sizeof err), CL_OK);
     assert_int_equal(cl_consumer_close(r, 10000, err, sizeof err), CL_OK);
@@ -582,8 +598,11 @@ static void test_dlq_carries_source_coordinates(void **state)
     assert_memory_equal(m[0].value, garbage, sizeof garbage);
     static const struct {
         const char *name, *value;
-    } want[] = {{"trace", "abc"}, {"source.partition", "0"}, {"source.offset", "1"},
-                {"worker", "join"}, {"error", "avro: bad magic byte 0xC3"}};
+    } want[] = {{"trace", "abc"},
+                {"source.partition", "0"},
+                {"source.offset", "1"},
+                {"worker", "join"},
+                {"error", "avro: bad magic byte 0xC3"}};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         const void *v;
         size_t l;
@@ -613,7 +632,9 @@ static void test_revoke_commits_stored_offsets(void **state)
     char group[96], err[CL_ERRLEN];
     snprintf(group, sizeof group, "%srebalance", prefix);
     hook_counts ha = {0, 0}, hb = {0, 0};
-    cl_consumer_opts oa = {.group_id = group, .topics = &topic, .ntopics = 1,
+    cl_consumer_opts oa = {.group_id = group,
+                           .topics = &topic,
+                           .ntopics = 1,
                            .hooks = {count_assign, count_revoke, &ha}};
     cl_consumer_opts ob = oa;
     ob.hooks.ud = &hb;
@@ -682,8 +703,8 @@ static void test_failed_delivery_is_reported_not_lost(void **state)
     char err[CL_ERRLEN];
     /* The broker does not auto-create topics: a record for a missing topic can never be
      * delivered and must come back as a failure within message.timeout.ms. */
-    assert_int_equal(cl_config_set(cfg, "kafka.message.timeout.ms", "3000", "test", err, sizeof err),
-                     CL_OK);
+    assert_int_equal(
+        cl_config_set(cfg, "kafka.message.timeout.ms", "3000", "test", err, sizeof err), CL_OK);
     deliveries *d = calloc(1, sizeof *d);
     assert_non_null(d);
     cl_producer *p;
@@ -718,8 +739,8 @@ static int teardown_topics(void **state)
 {
     (void)state;
     cl_config *cfg = config();
-    const char *suffixes[] = {"snapshots", "weights", "roundtrip", "seek", "assignfail",
-                              "weights-rte", "empty-rte", "dlq-src", "dlq", "rebalance"};
+    const char *suffixes[] = {"snapshots",   "weights",   "roundtrip", "seek", "assignfail",
+                              "weights-rte", "empty-rte", "dlq-src",   "dlq",  "rebalance"};
     const char *names[sizeof suffixes / sizeof suffixes[0]];
     for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++)
         names[i] = cl_config_topic(cfg, suffixes[i]);

@@ -20,41 +20,77 @@
  * producing 20 records to a 6-partition topic and committing 5 of them; broker and
  * partition objects trimmed to the fields a lag parser may look at. */
 static const char captured_stats[] =
-    "{\"name\":\"rdkafka#consumer-2\",\"client_id\":\"rdkafka\",\"type\":\"consumer\",\"ts\":783926737,\"time\""
-    ":1795833848,\"age\":3002401,\"replyq\":0,\"msg_cnt\":0,\"msg_size\":0,\"msg_max\":0,\"msg_size_max\":0"
-    ",\"simple_cnt\":0,\"metadata_cache_cnt\":1,\"brokers\":{\"127.0.0.1:9092/1\":{\"name\":\"127.0.0.1:90"
-    "92/1\",\"nodeid\":1,\"state\":\"UP\"},\"GroupCoordinator\":{\"name\":\"GroupCoordinator\",\"nodeid\":-1,\""
-    "state\":\"UP\"}},\"topics\":{\"smoke1.snapshots\":{\"topic\":\"smoke1.snapshots\",\"age\":2900,\"metadat"
-    "a_age\":2914,\"batchsize\":{\"min\":0,\"max\":0,\"avg\":0,\"sum\":0,\"stddev\":0,\"p50\":0,\"p75\":0,\"p90\":"
-    "0,\"p95\":0,\"p99\":0,\"p99_99\":0,\"outofrange\":0,\"hdrsize\":14448,\"cnt\":0},\"batchcnt\":{\"min\":0,\""
-    "max\":0,\"avg\":0,\"sum\":0,\"stddev\":0,\"p50\":0,\"p75\":0,\"p90\":0,\"p95\":0,\"p99\":0,\"p99_99\":0,\"outo"
-    "frange\":0,\"hdrsize\":8304,\"cnt\":0},\"partitions\":{\"0\":{\"partition\":0,\"broker\":1,\"leader\":1,\""
-    "desired\":true,\"fetchq_cnt\":0,\"fetch_state\":\"active\",\"query_offset\":-2,\"next_offset\":3,\"app"
-    "_offset\":3,\"stored_offset\":3,\"committed_offset\":-1001,\"eof_offset\":3,\"lo_offset\":0,\"hi_off"
-    "set\":3,\"ls_offset\":3,\"consumer_lag\":-1,\"consumer_lag_stored\":0,\"rxmsgs\":3,\"msgs\":3},\"1\":{\""
-    "partition\":1,\"broker\":1,\"leader\":1,\"desired\":true,\"fetchq_cnt\":0,\"fetch_state\":\"active\",\"q"
-    "uery_offset\":-2,\"next_offset\":4,\"app_offset\":4,\"stored_offset\":4,\"committed_offset\":-1001,"
-    "\"eof_offset\":4,\"lo_offset\":0,\"hi_offset\":4,\"ls_offset\":4,\"consumer_lag\":-1,\"consumer_lag_s"
-    "tored\":0,\"rxmsgs\":4,\"msgs\":4},\"2\":{\"partition\":2,\"broker\":1,\"leader\":1,\"desired\":true,\"fet"
-    "chq_cnt\":0,\"fetch_state\":\"active\",\"query_offset\":-2,\"next_offset\":4,\"app_offset\":4,\"stored"
-    "_offset\":4,\"committed_offset\":-1001,\"eof_offset\":4,\"lo_offset\":0,\"hi_offset\":4,\"ls_offset\""
-    ":4,\"consumer_lag\":-1,\"consumer_lag_stored\":0,\"rxmsgs\":4,\"msgs\":4},\"3\":{\"partition\":3,\"brok"
-    "er\":1,\"leader\":1,\"desired\":true,\"fetchq_cnt\":0,\"fetch_state\":\"active\",\"query_offset\":-2,\"n"
-    "ext_offset\":2,\"app_offset\":2,\"stored_offset\":2,\"committed_offset\":-1001,\"eof_offset\":2,\"lo"
-    "_offset\":0,\"hi_offset\":2,\"ls_offset\":2,\"consumer_lag\":-1,\"consumer_lag_stored\":0,\"rxmsgs\":"
-    "2,\"msgs\":2},\"4\":{\"partition\":4,\"broker\":1,\"leader\":1,\"desired\":true,\"fetchq_cnt\":0,\"fetch_"
-    "state\":\"active\",\"query_offset\":-2,\"next_offset\":4,\"app_offset\":4,\"stored_offset\":4,\"commit"
-    "ted_offset\":2,\"eof_offset\":4,\"lo_offset\":0,\"hi_offset\":4,\"ls_offset\":4,\"consumer_lag\":2,\"c"
-    "onsumer_lag_stored\":0,\"rxmsgs\":4,\"msgs\":4},\"5\":{\"partition\":5,\"broker\":1,\"leader\":1,\"desir"
-    "ed\":true,\"fetchq_cnt\":0,\"fetch_state\":\"active\",\"query_offset\":-2,\"next_offset\":3,\"app_offs"
-    "et\":3,\"stored_offset\":3,\"committed_offset\":3,\"eof_offset\":3,\"lo_offset\":0,\"hi_offset\":3,\"l"
-    "s_offset\":3,\"consumer_lag\":0,\"consumer_lag_stored\":0,\"rxmsgs\":3,\"msgs\":3},\"-1\":{\"partition"
-    "\":-1,\"broker\":-1,\"leader\":-1,\"desired\":false,\"fetchq_cnt\":0,\"fetch_state\":\"none\",\"query_of"
-    "fset\":-1001,\"next_offset\":0,\"app_offset\":-1001,\"stored_offset\":-1001,\"committed_offset\":-1"
-    "001,\"eof_offset\":-1001,\"lo_offset\":-1001,\"hi_offset\":-1001,\"ls_offset\":-1001,\"consumer_lag"
-    "\":-1,\"consumer_lag_stored\":-1,\"rxmsgs\":0,\"msgs\":0}}}},\"cgrp\":{\"state\":\"up\",\"stateage\":2942"
-    ",\"join_state\":\"steady\",\"rebalance_age\":2900,\"rebalance_cnt\":1,\"rebalance_reason\":\"Metadata"
-    " for subscribed topic(s) has changed\",\"assignment_size\":6},\"tx\":32,\"tx_bytes\":4037,\"rx\":31"
+    "{\"name\":\"rdkafka#consumer-2\",\"client_id\":\"rdkafka\",\"type\":\"consumer\",\"ts\":"
+    "783926737,\"time\""
+    ":1795833848,\"age\":3002401,\"replyq\":0,\"msg_cnt\":0,\"msg_size\":0,\"msg_max\":0,\"msg_"
+    "size_max\":0"
+    ",\"simple_cnt\":0,\"metadata_cache_cnt\":1,\"brokers\":{\"127.0.0.1:9092/"
+    "1\":{\"name\":\"127.0.0.1:90"
+    "92/"
+    "1\",\"nodeid\":1,\"state\":\"UP\"},\"GroupCoordinator\":{\"name\":\"GroupCoordinator\","
+    "\"nodeid\":-1,\""
+    "state\":\"UP\"}},\"topics\":{\"smoke1.snapshots\":{\"topic\":\"smoke1.snapshots\",\"age\":"
+    "2900,\"metadat"
+    "a_age\":2914,\"batchsize\":{\"min\":0,\"max\":0,\"avg\":0,\"sum\":0,\"stddev\":0,\"p50\":0,"
+    "\"p75\":0,\"p90\":"
+    "0,\"p95\":0,\"p99\":0,\"p99_99\":0,\"outofrange\":0,\"hdrsize\":14448,\"cnt\":0},\"batchcnt\":"
+    "{\"min\":0,\""
+    "max\":0,\"avg\":0,\"sum\":0,\"stddev\":0,\"p50\":0,\"p75\":0,\"p90\":0,\"p95\":0,\"p99\":0,"
+    "\"p99_99\":0,\"outo"
+    "frange\":0,\"hdrsize\":8304,\"cnt\":0},\"partitions\":{\"0\":{\"partition\":0,\"broker\":1,"
+    "\"leader\":1,\""
+    "desired\":true,\"fetchq_cnt\":0,\"fetch_state\":\"active\",\"query_offset\":-2,\"next_"
+    "offset\":3,\"app"
+    "_offset\":3,\"stored_offset\":3,\"committed_offset\":-1001,\"eof_offset\":3,\"lo_offset\":0,"
+    "\"hi_off"
+    "set\":3,\"ls_offset\":3,\"consumer_lag\":-1,\"consumer_lag_stored\":0,\"rxmsgs\":3,\"msgs\":3}"
+    ",\"1\":{\""
+    "partition\":1,\"broker\":1,\"leader\":1,\"desired\":true,\"fetchq_cnt\":0,\"fetch_state\":"
+    "\"active\",\"q"
+    "uery_offset\":-2,\"next_offset\":4,\"app_offset\":4,\"stored_offset\":4,\"committed_offset\":-"
+    "1001,"
+    "\"eof_offset\":4,\"lo_offset\":0,\"hi_offset\":4,\"ls_offset\":4,\"consumer_lag\":-1,"
+    "\"consumer_lag_s"
+    "tored\":0,\"rxmsgs\":4,\"msgs\":4},\"2\":{\"partition\":2,\"broker\":1,\"leader\":1,"
+    "\"desired\":true,\"fet"
+    "chq_cnt\":0,\"fetch_state\":\"active\",\"query_offset\":-2,\"next_offset\":4,\"app_offset\":4,"
+    "\"stored"
+    "_offset\":4,\"committed_offset\":-1001,\"eof_offset\":4,\"lo_offset\":0,\"hi_offset\":4,\"ls_"
+    "offset\""
+    ":4,\"consumer_lag\":-1,\"consumer_lag_stored\":0,\"rxmsgs\":4,\"msgs\":4},\"3\":{"
+    "\"partition\":3,\"brok"
+    "er\":1,\"leader\":1,\"desired\":true,\"fetchq_cnt\":0,\"fetch_state\":\"active\",\"query_"
+    "offset\":-2,\"n"
+    "ext_offset\":2,\"app_offset\":2,\"stored_offset\":2,\"committed_offset\":-1001,\"eof_offset\":"
+    "2,\"lo"
+    "_offset\":0,\"hi_offset\":2,\"ls_offset\":2,\"consumer_lag\":-1,\"consumer_lag_stored\":0,"
+    "\"rxmsgs\":"
+    "2,\"msgs\":2},\"4\":{\"partition\":4,\"broker\":1,\"leader\":1,\"desired\":true,\"fetchq_"
+    "cnt\":0,\"fetch_"
+    "state\":\"active\",\"query_offset\":-2,\"next_offset\":4,\"app_offset\":4,\"stored_offset\":4,"
+    "\"commit"
+    "ted_offset\":2,\"eof_offset\":4,\"lo_offset\":0,\"hi_offset\":4,\"ls_offset\":4,\"consumer_"
+    "lag\":2,\"c"
+    "onsumer_lag_stored\":0,\"rxmsgs\":4,\"msgs\":4},\"5\":{\"partition\":5,\"broker\":1,"
+    "\"leader\":1,\"desir"
+    "ed\":true,\"fetchq_cnt\":0,\"fetch_state\":\"active\",\"query_offset\":-2,\"next_offset\":3,"
+    "\"app_offs"
+    "et\":3,\"stored_offset\":3,\"committed_offset\":3,\"eof_offset\":3,\"lo_offset\":0,\"hi_"
+    "offset\":3,\"l"
+    "s_offset\":3,\"consumer_lag\":0,\"consumer_lag_stored\":0,\"rxmsgs\":3,\"msgs\":3},\"-1\":{"
+    "\"partition"
+    "\":-1,\"broker\":-1,\"leader\":-1,\"desired\":false,\"fetchq_cnt\":0,\"fetch_state\":\"none\","
+    "\"query_of"
+    "fset\":-1001,\"next_offset\":0,\"app_offset\":-1001,\"stored_offset\":-1001,\"committed_"
+    "offset\":-1"
+    "001,\"eof_offset\":-1001,\"lo_offset\":-1001,\"hi_offset\":-1001,\"ls_offset\":-1001,"
+    "\"consumer_lag"
+    "\":-1,\"consumer_lag_stored\":-1,\"rxmsgs\":0,\"msgs\":0}}}},\"cgrp\":{\"state\":\"up\","
+    "\"stateage\":2942"
+    ",\"join_state\":\"steady\",\"rebalance_age\":2900,\"rebalance_cnt\":1,\"rebalance_reason\":"
+    "\"Metadata"
+    " for subscribed topic(s) has "
+    "changed\",\"assignment_size\":6},\"tx\":32,\"tx_bytes\":4037,\"rx\":31"
     ",\"rx_bytes\":5430,\"txmsgs\":0,\"txmsg_bytes\":0,\"rxmsgs\":20,\"rxmsg_bytes\":100}";
 
 static void test_stats_lag_from_captured_statistics(void **state)
@@ -62,9 +98,9 @@ static void test_stats_lag_from_captured_statistics(void **state)
     (void)state;
     cl_lag_report r;
     char err[CL_ERRLEN] = "";
-    assert_int_equal(cl_kafka_parse_stats_lag(captured_stats, strlen(captured_stats), &r, err,
-                                              sizeof err),
-                     CL_OK);
+    assert_int_equal(
+        cl_kafka_parse_stats_lag(captured_stats, strlen(captured_stats), &r, err, sizeof err),
+        CL_OK);
     /* Six assigned partitions; librdkafka's internal partition -1 is not one of them. */
     assert_int_equal(r.n, 6);
     for (size_t i = 0; i < r.n; i++) {
@@ -91,14 +127,21 @@ static void test_stats_lag_from_captured_statistics(void **state)
     assert_int_equal(r.n, 0);
 }
 
-static const char two_topics[] =
-    "{\"type\":\"consumer\",\"time\":1,\"topics\":{"
-    "\"zeta\":{\"topic\":\"zeta\",\"partitions\":{"
-    "  \"1\":{\"partition\":1,\"fetch_state\":\"active\",\"committed_offset\":10,\"hi_offset\":15,\"consumer_lag\":5},"
-    "  \"0\":{\"partition\":0,\"fetch_state\":\"active\",\"committed_offset\":7,\"hi_offset\":9,\"consumer_lag\":-1}}},"
-    "\"alpha\":{\"topic\":\"alpha\",\"partitions\":{"
-    "  \"2\":{\"partition\":2,\"fetch_state\":\"none\",\"committed_offset\":1,\"hi_offset\":2,\"consumer_lag\":1},"
-    "  \"0\":{\"partition\":0,\"fetch_state\":\"offset-query\",\"committed_offset\":\"3\",\"hi_offset\":4}}}}}";
+static const char two_topics[] = "{\"type\":\"consumer\",\"time\":1,\"topics\":{"
+                                 "\"zeta\":{\"topic\":\"zeta\",\"partitions\":{"
+                                 "  "
+                                 "\"1\":{\"partition\":1,\"fetch_state\":\"active\",\"committed_"
+                                 "offset\":10,\"hi_offset\":15,\"consumer_lag\":5},"
+                                 "  "
+                                 "\"0\":{\"partition\":0,\"fetch_state\":\"active\",\"committed_"
+                                 "offset\":7,\"hi_offset\":9,\"consumer_lag\":-1}}},"
+                                 "\"alpha\":{\"topic\":\"alpha\",\"partitions\":{"
+                                 "  "
+                                 "\"2\":{\"partition\":2,\"fetch_state\":\"none\",\"committed_"
+                                 "offset\":1,\"hi_offset\":2,\"consumer_lag\":1},"
+                                 "  "
+                                 "\"0\":{\"partition\":0,\"fetch_state\":\"offset-query\","
+                                 "\"committed_offset\":\"3\",\"hi_offset\":4}}}}}";
 
 static void test_stats_lag_sorts_skips_unassigned_and_computes_missing_lag(void **state)
 {
@@ -142,8 +185,8 @@ static void test_stats_rejects_what_is_not_statistics(void **state)
         "",
         "{",
         "[1,2,3]",
-        "{\"topics\":{}}",                            /* no type */
-        "{\"type\":\"consumer\",\"topics\":[]}",      /* topics not an object */
+        "{\"topics\":{}}",                               /* no type */
+        "{\"type\":\"consumer\",\"topics\":[]}",         /* topics not an object */
         "{\"type\":\"consumer\",\"type\":\"producer\"}", /* duplicate key */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -239,8 +282,8 @@ static void test_producer_conf_defaults_and_passthrough(void **state)
     set(cfg, "kafka.compression.type", "zstd");
     rd_kafka_conf_t *conf;
     char err[CL_ERRLEN];
-    assert_int_equal(cl_kafka_conf_new(cfg, CL_KAFKA_PRODUCER, "snapshot-test", &conf, err, sizeof err),
-                     CL_OK);
+    assert_int_equal(
+        cl_kafka_conf_new(cfg, CL_KAFKA_PRODUCER, "snapshot-test", &conf, err, sizeof err), CL_OK);
     expect_prop(conf, "bootstrap.servers", "broker-a:9092,broker-b:9092");
     expect_prop(conf, "client.id", "snapshot-test");
     expect_prop(conf, "enable.idempotence", "true");
@@ -260,11 +303,13 @@ static void test_user_properties_override_defaults(void **state)
     set(cfg, "kafka.statistics.interval.ms", "1000");
     rd_kafka_conf_t *conf;
     char err[CL_ERRLEN];
-    assert_int_equal(cl_kafka_conf_new(cfg, CL_KAFKA_PRODUCER, NULL, &conf, err, sizeof err), CL_OK);
+    assert_int_equal(cl_kafka_conf_new(cfg, CL_KAFKA_PRODUCER, NULL, &conf, err, sizeof err),
+                     CL_OK);
     expect_prop(conf, "partitioner", "consistent_random");
     expect_prop(conf, "bootstrap.servers", "override:9093");
     rd_kafka_conf_destroy(conf);
-    assert_int_equal(cl_kafka_conf_new(cfg, CL_KAFKA_CONSUMER, NULL, &conf, err, sizeof err), CL_OK);
+    assert_int_equal(cl_kafka_conf_new(cfg, CL_KAFKA_CONSUMER, NULL, &conf, err, sizeof err),
+                     CL_OK);
     expect_prop(conf, "statistics.interval.ms", "1000");
     rd_kafka_conf_destroy(conf);
     cl_config_free(cfg);
@@ -276,7 +321,8 @@ static void test_consumer_conf_forces_manual_offsets(void **state)
     cl_config *cfg = new_config();
     rd_kafka_conf_t *conf;
     char err[CL_ERRLEN];
-    assert_int_equal(cl_kafka_conf_new(cfg, CL_KAFKA_CONSUMER, NULL, &conf, err, sizeof err), CL_OK);
+    assert_int_equal(cl_kafka_conf_new(cfg, CL_KAFKA_CONSUMER, NULL, &conf, err, sizeof err),
+                     CL_OK);
     expect_prop(conf, "bootstrap.servers", "127.0.0.1:9092"); /* the common default */
     expect_prop(conf, "enable.auto.commit", "false");
     expect_prop(conf, "enable.auto.offset.store", "false");
@@ -287,7 +333,8 @@ static void test_consumer_conf_forces_manual_offsets(void **state)
 
     /* Agreeing with the forced value is fine; contradicting it is an error naming it. */
     set(cfg, "kafka.enable.auto.offset.store", "false");
-    assert_int_equal(cl_kafka_conf_new(cfg, CL_KAFKA_CONSUMER, NULL, &conf, err, sizeof err), CL_OK);
+    assert_int_equal(cl_kafka_conf_new(cfg, CL_KAFKA_CONSUMER, NULL, &conf, err, sizeof err),
+                     CL_OK);
     rd_kafka_conf_destroy(conf);
     set(cfg, "kafka.enable.auto.commit", "true");
     assert_int_equal(cl_kafka_conf_new(cfg, CL_KAFKA_CONSUMER, NULL, &conf, err, sizeof err),
@@ -295,7 +342,8 @@ static void test_consumer_conf_forces_manual_offsets(void **state)
     assert_null(conf);
     assert_non_null(strstr(err, "enable.auto.commit"));
     /* The same config still builds a producer (the setting only matters to consumers). */
-    assert_int_equal(cl_kafka_conf_new(cfg, CL_KAFKA_PRODUCER, NULL, &conf, err, sizeof err), CL_OK);
+    assert_int_equal(cl_kafka_conf_new(cfg, CL_KAFKA_PRODUCER, NULL, &conf, err, sizeof err),
+                     CL_OK);
     rd_kafka_conf_destroy(conf);
     cl_config_free(cfg);
 }

@@ -32,8 +32,7 @@ int cl_cli_lag(int argc, char **argv);
 /* Shared by commands: create the config for `program`, load argv, set up logging to
  * stderr at log.level. Returns CL_CLI_OK with *out set, or an exit status (help
  * printed: 0 with *out NULL; bad flags: 2). */
-int cl_cli_load_config(const char *program, const char *summary,
-                       const cl_option *const *tables, int argc,
-                       char **argv, cl_config **out);
+int cl_cli_load_config(const char *program, const char *summary, const cl_option *const *tables,
+                       int argc, char **argv, cl_config **out);
 
 #endif

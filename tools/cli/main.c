@@ -24,8 +24,9 @@ static void usage(FILE *out)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-10s %s\n      %s\n", commands[i].name, commands[i].summary,
                 commands[i].usage);
-    fprintf(out, "\nEvery command accepts the common options (--brokers, --topic.prefix, "
-                 "-X kafka.property=value, --config FILE); `closedloop <command> --help` lists them.\n");
+    fprintf(out,
+            "\nEvery command accepts the common options (--brokers, --topic.prefix, "
+            "-X kafka.property=value, --config FILE); `closedloop <command> --help` lists them.\n");
 }
 
 int main(int argc, char **argv)
@@ -52,8 +53,8 @@ int main(int argc, char **argv)
     return CL_CLI_USAGE;
 }
 
-int cl_cli_load_config(const char *program, const char *summary,
-                       const cl_option *const *tables, int argc, char **argv, cl_config **out)
+int cl_cli_load_config(const char *program, const char *summary, const cl_option *const *tables,
+                       int argc, char **argv, cl_config **out)
 {
     *out = NULL;
     cl_config *cfg = cl_config_new(program, summary, tables);

@@ -21,7 +21,8 @@
 static const cl_option topics_options[] = {
     {"partitions", CL_OPT_INT, "6",
      "Partitions of every topic except weights (always 1); snapshots, outcomes and "
-     "join-changelog must agree.", 0, 1, 10000},
+     "join-changelog must agree.",
+     0, 1, 10000},
     {"replication-factor", CL_OPT_INT, "1", "Replication factor of every topic.", 0, 1, 32},
     {"admin.timeout.ms", CL_OPT_INT, "30000", "Bound on each admin request.", 0, 1000, 600000},
     {"output", CL_OPT_STRING, "text", "Output format of describe: text or json."},
@@ -81,8 +82,8 @@ static int create(cl_config *cfg)
     for (size_t i = 0; i < NTOPICS; i++) {
         const char *policy = cl_topic_info_config(&infos[i], "cleanup.policy");
         printf("%-8s %s partitions=%d replication-factor=%d cleanup.policy=%s\n",
-               results[i] == CL_TOPIC_CREATED ? "created" : "exists", names[i],
-               infos[i].partitions, infos[i].replication_factor, policy ? policy : "?");
+               results[i] == CL_TOPIC_CREATED ? "created" : "exists", names[i], infos[i].partitions,
+               infos[i].replication_factor, policy ? policy : "?");
         if (catalogue[i].configs == compacted && (!policy || !strstr(policy, "compact"))) {
             fprintf(stderr,
                     "closedloop topics create: %s exists with cleanup.policy=%s but must be "
@@ -92,11 +93,13 @@ static int create(cl_config *cfg)
             status = CL_CLI_FAIL;
         }
         if (results[i] == CL_TOPIC_EXISTED && infos[i].partitions != specs[i].partitions)
-            fprintf(stderr, "closedloop topics create: warning: %s exists with %d partitions, not %d\n",
+            fprintf(stderr,
+                    "closedloop topics create: warning: %s exists with %d partitions, not %d\n",
                     names[i], infos[i].partitions, specs[i].partitions);
     }
     /* The join worker relies on co-partitioning (see the comment at the top). */
-    int p_snap = infos[0].partitions, p_out = infos[1].partitions, p_chg = infos[NTOPICS - 1].partitions;
+    int p_snap = infos[0].partitions, p_out = infos[1].partitions,
+        p_chg = infos[NTOPICS - 1].partitions;
     if (p_snap != p_out || p_snap != p_chg) {
         fprintf(stderr,
                 "closedloop topics create: %s, %s and %s have %d, %d and %d partitions; the join "
@@ -114,7 +117,8 @@ static int describe(cl_config *cfg, char **args, int nargs)
     const char *output = cl_config_str(cfg, "output");
     int json = output && strcmp(output, "json") == 0;
     if (output && !json && strcmp(output, "text") != 0) {
-        fprintf(stderr, "closedloop topics describe: --output must be text or json, not '%s'\n", output);
+        fprintf(stderr, "closedloop topics describe: --output must be text or json, not '%s'\n",
+                output);
         return CL_CLI_USAGE;
     }
     const char *defaults[NTOPICS];
@@ -124,7 +128,8 @@ static int describe(cl_config *cfg, char **args, int nargs)
         names = (const char *const *)args;
         n = (size_t)nargs;
     } else {
-        for (size_t i = 0; i < NTOPICS; i++) defaults[i] = cl_config_topic(cfg, catalogue[i].name);
+        for (size_t i = 0; i < NTOPICS; i++)
+            defaults[i] = cl_config_topic(cfg, catalogue[i].name);
         names = defaults;
         n = NTOPICS;
     }
@@ -145,14 +150,14 @@ static int describe(cl_config *cfg, char **args, int nargs)
                     json_object_set_new(configs, t->configs[j].name,
                                         t->configs[j].value ? json_string(t->configs[j].value)
                                                             : json_null());
-            json_array_append_new(
-                arr, json_pack("{s:s, s:i, s:i, s:s?, s:o}", "topic", t->name, "partitions",
-                               t->partitions, "replication_factor", t->replication_factor,
-                               "cleanup_policy", policy, "configs", configs));
+            json_array_append_new(arr, json_pack("{s:s, s:i, s:i, s:s?, s:o}", "topic", t->name,
+                                                 "partitions", t->partitions, "replication_factor",
+                                                 t->replication_factor, "cleanup_policy", policy,
+                                                 "configs", configs));
             continue;
         }
-        printf("%s partitions=%d replication-factor=%d cleanup.policy=%s\n", t->name,
-               t->partitions, t->replication_factor, policy ? policy : "?");
+        printf("%s partitions=%d replication-factor=%d cleanup.policy=%s\n", t->name, t->partitions,
+               t->replication_factor, policy ? policy : "?");
         for (size_t j = 0; j < t->nconfigs; j++)
             if (!t->configs[j].is_default && strcmp(t->configs[j].name, "cleanup.policy") != 0)
                 printf("    %s=%s\n", t->configs[j].name,
@@ -171,10 +176,12 @@ static int describe(cl_config *cfg, char **args, int nargs)
     const char *prefix = cl_config_str(cfg, "topic.prefix");
     size_t pl = prefix ? strlen(prefix) : 0;
     for (size_t i = 0; i < n; i++) {
-        const char *suffix = strncmp(infos[i].name, prefix ? prefix : "", pl) == 0 ? infos[i].name + pl : "";
+        const char *suffix =
+            strncmp(infos[i].name, prefix ? prefix : "", pl) == 0 ? infos[i].name + pl : "";
         const char *policy = cl_topic_info_config(&infos[i], "cleanup.policy");
         if (must_be_compacted(suffix) && (!policy || !strstr(policy, "compact"))) {
-            fprintf(stderr, "closedloop topics describe: %s must be compacted but has cleanup.policy=%s\n",
+            fprintf(stderr,
+                    "closedloop topics describe: %s must be compacted but has cleanup.policy=%s\n",
                     infos[i].name, policy ? policy : "?");
             status = CL_CLI_FAIL;
         }
@@ -202,7 +209,8 @@ int cl_cli_topics(int argc, char **argv)
         rc = CL_CLI_USAGE;
     } else if (strcmp(args[0], "create") == 0) {
         if (nargs > 1) {
-            fprintf(stderr, "closedloop topics create: takes no topic names (it creates the catalogue)\n");
+            fprintf(stderr,
+                    "closedloop topics create: takes no topic names (it creates the catalogue)\n");
             rc = CL_CLI_USAGE;
         } else {
             rc = create(cfg);
