@@ -55,7 +55,8 @@ static void test_json_rejects_hostile_fields(void **state)
     cl_sf_opportunity o;
     char err[CL_ERRLEN];
     const char *bad[] = {
-        "{\"Id\":\"006'; DROP\",\"IsClosed\":true,\"SystemModstamp\":\"2024-04-01T08:00:00.000+0000\"}",
+        "{\"Id\":\"006'; "
+        "DROP\",\"IsClosed\":true,\"SystemModstamp\":\"2024-04-01T08:00:00.000+0000\"}",
         "{\"Id\":\"006xx000001AbcdAAA\",\"IsClosed\":true,\"CloseDate\":\"2024-03-31\","
         "\"SystemModstamp\":\"yesterday\"}",
         "{\"Id\":\"006xx000001AbcdAAA\",\"IsClosed\":true,\"CloseDate\":\"2024-02-30\","
@@ -190,8 +191,8 @@ static void test_csv_bulk_results(void **state)
 
 static void test_position_round_trip_and_corruption(void **state)
 {
-    cl_outcomes_position p = {.active = 1, .before_ms = 1717200000000LL,
-                              .from_ms = 1717100000000LL};
+    cl_outcomes_position p = {
+        .active = 1, .before_ms = 1717200000000LL, .from_ms = 1717100000000LL};
     strcpy(p.job_id, "750xx000000001AAA");
     strcpy(p.locator, "MTAwMDA");
     cl_buf b;

@@ -24,11 +24,9 @@ static char key_path[256];
 static int write_key(const char *path, mode_t mode)
 {
     EVP_PKEY *key = EVP_RSA_gen(2048);
-    if (!key)
-        return -1;
+    if (!key) return -1;
     FILE *f = fopen(path, "w");
-    if (!f)
-        return -1;
+    if (!f) return -1;
     PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
     fclose(f);
     EVP_PKEY_free(key);
@@ -112,18 +110,17 @@ static void test_jwt_bearer_assertion_verifies(void **state)
     assert_int_equal(siglen, 256);
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     assert_int_equal(EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, a.key), 1);
-    assert_int_equal(EVP_DigestVerify(ctx, sig, siglen, (const unsigned char *)jwt,
-                                      (size_t)(dot2 - jwt)),
-                     1);
+    assert_int_equal(
+        EVP_DigestVerify(ctx, sig, siglen, (const unsigned char *)jwt, (size_t)(dot2 - jwt)), 1);
     /* A flipped payload byte must not verify. */
     char tampered[4096];
     memcpy(tampered, jwt, (size_t)(dot2 - jwt));
     tampered[(dot1 - jwt) + 3] ^= 1;
     EVP_MD_CTX_reset(ctx);
     assert_int_equal(EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, a.key), 1);
-    assert_int_not_equal(EVP_DigestVerify(ctx, sig, siglen, (const unsigned char *)tampered,
-                                          (size_t)(dot2 - jwt)),
-                         1);
+    assert_int_not_equal(
+        EVP_DigestVerify(ctx, sig, siglen, (const unsigned char *)tampered, (size_t)(dot2 - jwt)),
+        1);
     EVP_MD_CTX_free(ctx);
     cl_buf_free(&body);
     cl_sf_auth_free(&a);
@@ -157,8 +154,11 @@ static void test_auth_settings_are_checked(void **state)
     char loose[300];
     snprintf(loose, sizeof loose, "%s.loose", key_path);
     assert_int_equal(write_key(loose, 0644), 0);
-    cl_sf_auth_settings j = {.kind = CL_SF_AUTH_JWT, .login_url = "https://login.salesforce.com",
-                             .client_id = "c", .username = "u", .private_key_file = loose};
+    cl_sf_auth_settings j = {.kind = CL_SF_AUTH_JWT,
+                             .login_url = "https://login.salesforce.com",
+                             .client_id = "c",
+                             .username = "u",
+                             .private_key_file = loose};
     assert_int_equal(cl_sf_auth_init(&a, &j, err, sizeof err), CL_EINVAL);
     assert_non_null(strstr(err, "chmod 600"));
     unlink(loose);
@@ -198,8 +198,7 @@ static void test_token_responses(void **state)
     assert_int_equal(cl_sf_token_parse(200, "{\"access_", 9, &t, err, sizeof err), CL_EAGAIN);
     const char *plain = "{\"access_token\":\"00Dxx!AQ.secret\",\"instance_url\":"
                         "\"http://acme.my.salesforce.com\"}";
-    assert_int_equal(cl_sf_token_parse(200, plain, strlen(plain), &t, err, sizeof err),
-                     CL_EINVAL);
+    assert_int_equal(cl_sf_token_parse(200, plain, strlen(plain), &t, err, sizeof err), CL_EINVAL);
     const char *noinst = "{\"access_token\":\"00Dxx!AQ.secret\"}";
     assert_int_equal(cl_sf_token_parse(200, noinst, strlen(noinst), &t, err, sizeof err),
                      CL_EINVAL);
@@ -212,9 +211,9 @@ static void test_limit_info(void **state)
     assert_int_equal(cl_sf_parse_limit_info("api-usage=25/15000", &used, &max), CL_OK);
     assert_int_equal(used, 25);
     assert_int_equal(max, 15000);
-    assert_int_equal(cl_sf_parse_limit_info("per-app-api-usage=1/100(appName=x), api-usage=7/50",
-                                            &used, &max),
-                     CL_OK);
+    assert_int_equal(
+        cl_sf_parse_limit_info("per-app-api-usage=1/100(appName=x), api-usage=7/50", &used, &max),
+        CL_OK);
     assert_int_equal(used, 7);
     assert_int_equal(max, 50);
     assert_int_equal(cl_sf_parse_limit_info("api-usage=7", &used, &max), CL_EINVAL);
@@ -229,9 +228,9 @@ static void test_classify(void **state)
     char code[64], msg[256];
     const char *expired = "[{\"message\":\"Session expired or invalid\",\"errorCode\":"
                           "\"INVALID_SESSION_ID\"}]";
-    assert_int_equal(cl_sf_classify(401, expired, strlen(expired), code, sizeof code, msg,
-                                    sizeof msg),
-                     CL_SF_VERDICT_REAUTH);
+    assert_int_equal(
+        cl_sf_classify(401, expired, strlen(expired), code, sizeof code, msg, sizeof msg),
+        CL_SF_VERDICT_REAUTH);
     assert_string_equal(code, "INVALID_SESSION_ID");
     const char *limit = "[{\"message\":\"TotalRequests Limit exceeded.\",\"errorCode\":"
                         "\"REQUEST_LIMIT_EXCEEDED\"}]";
@@ -260,13 +259,11 @@ static void test_backoff_is_bounded_full_jitter(void **state)
     int64_t max_seen[12] = {0};
     for (int attempt = 1; attempt <= 10; attempt++) {
         int64_t ceiling = 100LL << (attempt - 1);
-        if (ceiling > 1000)
-            ceiling = 1000;
+        if (ceiling > 1000) ceiling = 1000;
         for (int i = 0; i < 2000; i++) {
             int64_t ms = cl_retry_backoff_ms(&p, attempt, &rng);
             assert_true(ms >= 0 && ms <= ceiling);
-            if (ms > max_seen[attempt])
-                max_seen[attempt] = ms;
+            if (ms > max_seen[attempt]) max_seen[attempt] = ms;
         }
         /* Jitter spreads over the whole range: the maximum gets near the ceiling. */
         assert_true(max_seen[attempt] > ceiling * 9 / 10);
@@ -296,9 +293,9 @@ static void test_page_parse(void **state)
     assert_string_equal(p.next_url, "/services/data/v60.0/query/01gxx-2");
     cl_sf_page_free(&p);
     /* Truncated body: an error naming the request, never an empty page. */
-    assert_int_equal(cl_sf_page_parse(page, 40, "GET /services/data/v60.0/query/01gxx-2", &p,
-                                      err, sizeof err),
-                     CL_EINVAL);
+    assert_int_equal(
+        cl_sf_page_parse(page, 40, "GET /services/data/v60.0/query/01gxx-2", &p, err, sizeof err),
+        CL_EINVAL);
     assert_non_null(strstr(err, "GET /services/data/v60.0/query/01gxx-2: response is not valid"));
     const char *no_next = "{\"totalSize\":3,\"done\":false,\"records\":[]}";
     assert_int_equal(cl_sf_page_parse(no_next, strlen(no_next), "GET q", &p, err, sizeof err),

@@ -57,8 +57,8 @@ static void test_pull_query(void **state)
     cl_buf b;
     cl_buf_init(&b, 0);
     char err[CL_ERRLEN];
-    cl_soql_pull p = {.modstamp_field = NULL, .from_ms = 1700000000000LL,
-                      .before_ms = 1700003600000LL};
+    cl_soql_pull p = {
+        .modstamp_field = NULL, .from_ms = 1700000000000LL, .before_ms = 1700003600000LL};
     assert_int_equal(cl_soql_build_pull(&p, &b, err, sizeof err), CL_OK);
     assert_string_equal(
         b.data, "SELECT Id,AccountId,OwnerId,StageName,IsClosed,IsWon,IsDeleted,CloseDate,Amount,"

@@ -22,7 +22,7 @@ static const char summary[] =
 int main(int argc, char **argv)
 {
     const cl_option *const tables[] = {cl_outcomes_options, cl_store_options, cl_registry_options,
-                                        NULL};
+                                       NULL};
     cl_config *cfg = cl_config_new("closedloop-outcomes", summary, tables);
     if (!cfg) {
         fprintf(stderr, "closedloop-outcomes: out of memory\n");

@@ -16,10 +16,14 @@
 const char *cl_outcome_action_name(cl_outcome_action a)
 {
     switch (a) {
-    case CL_OUTCOME_SKIP_DUPLICATE: return "skip_duplicate";
-    case CL_OUTCOME_SKIP_NOTHING_TO_SAY: return "skip_nothing_to_say";
-    case CL_OUTCOME_PUBLISH: return "publish";
-    case CL_OUTCOME_RETRACT: return "retract";
+    case CL_OUTCOME_SKIP_DUPLICATE:
+        return "skip_duplicate";
+    case CL_OUTCOME_SKIP_NOTHING_TO_SAY:
+        return "skip_nothing_to_say";
+    case CL_OUTCOME_PUBLISH:
+        return "publish";
+    case CL_OUTCOME_RETRACT:
+        return "retract";
     }
     return "unknown";
 }
@@ -28,15 +32,15 @@ int cl_sf_id_valid(const char *s)
 {
     size_t n = 0;
     for (; s[n]; n++)
-        if (n >= CL_SF_ID_MAX || !isalnum((unsigned char)s[n]))
-            return 0;
+        if (n >= CL_SF_ID_MAX || !isalnum((unsigned char)s[n])) return 0;
     return n == 15 || n == 18;
 }
 
 static const char *const field_names[CL_SF_F_COUNT] = {
-    "Id", "AccountId", "OwnerId", "StageName", "IsClosed", "IsWon", "IsDeleted", "CloseDate",
-    "Amount", "CreatedDate", "SystemModstamp", "LastModifiedDate", "Type", "LeadSource",
-    "CurrencyIsoCode",
+    "Id",       "AccountId",   "OwnerId",         "StageName",
+    "IsClosed", "IsWon",       "IsDeleted",       "CloseDate",
+    "Amount",   "CreatedDate", "SystemModstamp",  "LastModifiedDate",
+    "Type",     "LeadSource",  "CurrencyIsoCode",
 };
 
 /* --- typed setters shared by the JSON and CSV paths --------------------------------
@@ -101,18 +105,15 @@ static int set_date(int *has, int32_t *dst, const char *field, const char *v, in
                     size_t errlen)
 {
     *has = 0;
-    if (!v || !v[0])
-        return CL_OK;
+    if (!v || !v[0]) return CL_OK;
     int rc = cl_parse_date(v, dst);
-    if (rc != CL_OK && us)
-        rc = parse_us_date(v, dst);
+    if (rc != CL_OK && us) rc = parse_us_date(v, dst);
     if (rc != CL_OK) {
         /* Some exports write a datetime where a date is expected. */
         int64_t ms;
         if (cl_parse_timestamp(v, &ms) == CL_OK) {
             int64_t day = ms / 86400000;
-            if (ms % 86400000 < 0)
-                day--;
+            if (ms % 86400000 < 0) day--;
             *dst = (int32_t)day;
             rc = CL_OK;
         }
@@ -123,19 +124,18 @@ static int set_date(int *has, int32_t *dst, const char *field, const char *v, in
     return CL_OK;
 }
 
-static int set_datetime(int *has, int64_t *dst, const char *field, const char *v, int us,
-                        char *err, size_t errlen)
+static int set_datetime(int *has, int64_t *dst, const char *field, const char *v, int us, char *err,
+                        size_t errlen)
 {
     *has = 0;
-    if (!v || !v[0])
-        return CL_OK;
+    if (!v || !v[0]) return CL_OK;
     if (cl_parse_timestamp(v, dst) != CL_OK) {
         int32_t days;
         if (us && parse_us_date(v, &days) == CL_OK) {
             *dst = (int64_t)days * 86400000;
         } else {
-            return cl_seterr(err, errlen, CL_EINVAL, "field %s: '%.40s' is not a datetime",
-                             field, v);
+            return cl_seterr(err, errlen, CL_EINVAL, "field %s: '%.40s' is not a datetime", field,
+                             v);
         }
     }
     *has = 1;
@@ -145,11 +145,9 @@ static int set_datetime(int *has, int64_t *dst, const char *field, const char *v
 static int set_amount(cl_sf_opportunity *o, const char *v, char *err, size_t errlen)
 {
     o->has_amount = 0;
-    if (!v || !v[0])
-        return CL_OK;
+    if (!v || !v[0]) return CL_OK;
     if (cl_parse_double(v, &o->amount) != CL_OK)
-        return cl_seterr(err, errlen, CL_EINVAL, "field Amount: '%.40s' is not a finite number",
-                         v);
+        return cl_seterr(err, errlen, CL_EINVAL, "field Amount: '%.40s' is not a finite number", v);
     o->has_amount = 1;
     return CL_OK;
 }
@@ -163,13 +161,13 @@ static int fill(cl_sf_opportunity *o, const char *const *vals, const char *modst
     if ((rc = set_id(o->id, "Id", vals[CL_SF_F_ID], 1, err, errlen)) != CL_OK ||
         (rc = set_id(o->account_id, "AccountId", vals[CL_SF_F_ACCOUNT_ID], 0, err, errlen)) ||
         (rc = set_id(o->owner_id, "OwnerId", vals[CL_SF_F_OWNER_ID], 0, err, errlen)) ||
-        (rc = set_text(o->stage_name, sizeof o->stage_name, "StageName",
-                       vals[CL_SF_F_STAGE_NAME], 0, err, errlen)) ||
+        (rc = set_text(o->stage_name, sizeof o->stage_name, "StageName", vals[CL_SF_F_STAGE_NAME],
+                       0, err, errlen)) ||
         (rc = set_text(o->type, sizeof o->type, "Type", vals[CL_SF_F_TYPE], 0, err, errlen)) ||
         (rc = set_text(o->lead_source, sizeof o->lead_source, "LeadSource",
                        vals[CL_SF_F_LEAD_SOURCE], 0, err, errlen)) ||
-        (rc = set_text(o->currency, sizeof o->currency, "CurrencyIsoCode",
-                       vals[CL_SF_F_CURRENCY], 0, err, errlen)) ||
+        (rc = set_text(o->currency, sizeof o->currency, "CurrencyIsoCode", vals[CL_SF_F_CURRENCY],
+                       0, err, errlen)) ||
         (rc = set_bool(&o->is_closed, "IsClosed", vals[CL_SF_F_IS_CLOSED], err, errlen)) ||
         (rc = set_bool(&o->is_won, "IsWon", vals[CL_SF_F_IS_WON], err, errlen)) ||
         (rc = set_bool(&o->is_deleted, "IsDeleted", vals[CL_SF_F_IS_DELETED], err, errlen)) ||
@@ -206,8 +204,7 @@ int cl_sf_opportunity_from_json(const json_t *record, const char *modstamp_field
     char numbuf[64];
     for (int f = 0; f < CL_SF_F_COUNT; f++) {
         const json_t *v = json_object_get(record, field_names[f]);
-        if (!v || json_is_null(v))
-            continue;
+        if (!v || json_is_null(v)) continue;
         if (json_is_string(v)) {
             vals[f] = json_string_value(v);
         } else if (json_is_boolean(v)) {
@@ -219,8 +216,7 @@ int cl_sf_opportunity_from_json(const json_t *record, const char *modstamp_field
             return cl_seterr(err, errlen, CL_EINVAL, "field %s has an unexpected JSON type",
                              field_names[f]);
         }
-        if (strlen(vals[f]) == 0 && f == CL_SF_F_ID)
-            vals[f] = NULL;
+        if (strlen(vals[f]) == 0 && f == CL_SF_F_ID) vals[f] = NULL;
     }
     /* A record without IsClosed means the query did not select it: that is a bug in
      * the query, not a fact about the opportunity, so refuse rather than guess. */
@@ -288,8 +284,7 @@ int cl_sf_csv_mapping_from_header(cl_sf_csv_mapping *m, char **header, size_t n,
             return cl_seterr(err, errlen, CL_EINVAL,
                              "CSV header has no column '%.80s' for %s (map it with "
                              "outcomes.csv.columns=%s=<header>)",
-                             want[required[i]], field_names[required[i]],
-                             field_names[required[i]]);
+                             want[required[i]], field_names[required[i]], field_names[required[i]]);
     return CL_OK;
 }
 
@@ -302,8 +297,7 @@ int cl_sf_opportunity_from_csv(const cl_sf_csv_mapping *m, char **row, size_t n,
                          m->ncolumns);
     const char *vals[CL_SF_F_COUNT] = {0};
     for (int f = 0; f < CL_SF_F_COUNT; f++)
-        if (m->column[f] >= 0)
-            vals[f] = row[m->column[f]];
+        if (m->column[f] >= 0) vals[f] = row[m->column[f]];
 
     /* Report exports often lack the flags; the standard stage names carry them. */
     const char *stage = vals[CL_SF_F_STAGE_NAME] ? vals[CL_SF_F_STAGE_NAME] : "";
@@ -328,8 +322,7 @@ int cl_sf_opportunity_from_csv(const cl_sf_csv_mapping *m, char **row, size_t n,
 cl_outcome_action cl_outcome_decide(const cl_sf_opportunity *opp, const cl_outcome_seen *seen)
 {
     cl_outcome_seen none = {CL_OUTCOME_SEEN_NONE, 0};
-    if (!seen)
-        seen = &none;
+    if (!seen) seen = &none;
     if (seen->state != CL_OUTCOME_SEEN_NONE && opp->modstamp_ms <= seen->modstamp_ms)
         return CL_OUTCOME_SKIP_DUPLICATE;
     if (opp->is_deleted || !opp->is_closed) {
@@ -342,11 +335,9 @@ cl_outcome_action cl_outcome_decide(const cl_sf_opportunity *opp, const cl_outco
 
 int32_t cl_outcome_days_to_close(const cl_sf_opportunity *opp)
 {
-    if (!opp->has_close_date || !opp->has_created)
-        return 0;
+    if (!opp->has_close_date || !opp->has_created) return 0;
     int64_t created_day = opp->created_ms / 86400000;
-    if (opp->created_ms % 86400000 < 0)
-        created_day--;
+    if (opp->created_ms % 86400000 < 0) created_day--;
     /* Negative when Salesforce holds a back-dated CloseDate; kept as the data says. */
     return (int32_t)((int64_t)opp->close_date - created_day);
 }

@@ -39,12 +39,12 @@ typedef struct {
     char currency[4];                         /* "" when the org is single-currency */
     int is_closed, is_won, is_deleted;
     int has_close_date;
-    int32_t close_date;      /* days since epoch */
+    int32_t close_date; /* days since epoch */
     int has_amount;
     double amount;
     int has_created;
     int64_t created_ms;
-    int64_t modstamp_ms;     /* SystemModstamp, or the configured fallback field */
+    int64_t modstamp_ms; /* SystemModstamp, or the configured fallback field */
 } cl_sf_opportunity;
 
 /* `modstamp_field`: "SystemModstamp" or "LastModifiedDate". */
@@ -53,16 +53,28 @@ int cl_sf_opportunity_from_json(const json_t *record, const char *modstamp_field
 
 /* Maps the columns of a CSV file to Opportunity fields. */
 typedef enum {
-    CL_SF_F_ID = 0, CL_SF_F_ACCOUNT_ID, CL_SF_F_OWNER_ID, CL_SF_F_STAGE_NAME, CL_SF_F_IS_CLOSED,
-    CL_SF_F_IS_WON, CL_SF_F_IS_DELETED, CL_SF_F_CLOSE_DATE, CL_SF_F_AMOUNT, CL_SF_F_CREATED_DATE,
-    CL_SF_F_SYSTEM_MODSTAMP, CL_SF_F_LAST_MODIFIED_DATE, CL_SF_F_TYPE, CL_SF_F_LEAD_SOURCE,
-    CL_SF_F_CURRENCY, CL_SF_F_COUNT
+    CL_SF_F_ID = 0,
+    CL_SF_F_ACCOUNT_ID,
+    CL_SF_F_OWNER_ID,
+    CL_SF_F_STAGE_NAME,
+    CL_SF_F_IS_CLOSED,
+    CL_SF_F_IS_WON,
+    CL_SF_F_IS_DELETED,
+    CL_SF_F_CLOSE_DATE,
+    CL_SF_F_AMOUNT,
+    CL_SF_F_CREATED_DATE,
+    CL_SF_F_SYSTEM_MODSTAMP,
+    CL_SF_F_LAST_MODIFIED_DATE,
+    CL_SF_F_TYPE,
+    CL_SF_F_LEAD_SOURCE,
+    CL_SF_F_CURRENCY,
+    CL_SF_F_COUNT
 } cl_sf_field;
 
 typedef struct {
-    int column[CL_SF_F_COUNT];      /* index in the row, -1 when absent */
+    int column[CL_SF_F_COUNT]; /* index in the row, -1 when absent */
     size_t ncolumns;
-    int us_dates;                   /* report exports in US locale: M/D/YYYY */
+    int us_dates; /* report exports in US locale: M/D/YYYY */
 } cl_sf_csv_mapping;
 
 /* Builds the mapping from a header row. `renames` (may be NULL or "") is a
@@ -80,7 +92,11 @@ int cl_sf_opportunity_from_csv(const cl_sf_csv_mapping *m, char **row, size_t n,
                                size_t errlen);
 
 /* What was last published for an opportunity (kept in LMDB by the worker). */
-typedef enum { CL_OUTCOME_SEEN_NONE = 0, CL_OUTCOME_SEEN_OUTCOME = 1, CL_OUTCOME_SEEN_RETRACTED = 2 } cl_outcome_seen_state;
+typedef enum {
+    CL_OUTCOME_SEEN_NONE = 0,
+    CL_OUTCOME_SEEN_OUTCOME = 1,
+    CL_OUTCOME_SEEN_RETRACTED = 2
+} cl_outcome_seen_state;
 typedef struct {
     cl_outcome_seen_state state;
     int64_t modstamp_ms;

@@ -29,40 +29,75 @@
 #include "util.h"
 
 const cl_option cl_outcomes_options[] = {
-    {"once", CL_OPT_BOOL, "false", "Pull once and exit (0 complete, 75 stopped early with state kept, 1 error)."},
-    {"salesforce.login.url", CL_OPT_STRING, "https://login.salesforce.com", "OAuth token endpoint base: https://login.salesforce.com, https://test.salesforce.com or your My Domain URL."},
-    {"salesforce.instance.url", CL_OPT_STRING, NULL, "API base URL; default: the instance_url the token endpoint returns."},
-    {"salesforce.jwt.audience", CL_OPT_STRING, NULL, "JWT aud claim; default: salesforce.login.url."},
+    {"once", CL_OPT_BOOL, "false",
+     "Pull once and exit (0 complete, 75 stopped early with state kept, 1 error)."},
+    {"salesforce.login.url", CL_OPT_STRING, "https://login.salesforce.com",
+     "OAuth token endpoint base: https://login.salesforce.com, https://test.salesforce.com or your "
+     "My Domain URL."},
+    {"salesforce.instance.url", CL_OPT_STRING, NULL,
+     "API base URL; default: the instance_url the token endpoint returns."},
+    {"salesforce.jwt.audience", CL_OPT_STRING, NULL,
+     "JWT aud claim; default: salesforce.login.url."},
     {"salesforce.api.version", CL_OPT_STRING, "60.0", "REST API version (NN.N)."},
-    {"salesforce.auth", CL_OPT_STRING, "jwt", "OAuth flow: jwt, client_credentials or refresh_token."},
+    {"salesforce.auth", CL_OPT_STRING, "jwt",
+     "OAuth flow: jwt, client_credentials or refresh_token."},
     {"salesforce.client.id", CL_OPT_STRING, NULL, "Connected app consumer key."},
-    {"salesforce.client.secret", CL_OPT_STRING, NULL, "Connected app consumer secret (client_credentials, optional for refresh_token).", CL_OPT_SECRET},
+    {"salesforce.client.secret", CL_OPT_STRING, NULL,
+     "Connected app consumer secret (client_credentials, optional for refresh_token).",
+     CL_OPT_SECRET},
     {"salesforce.username", CL_OPT_STRING, NULL, "Integration user (JWT sub)."},
-    {"salesforce.private.key.file", CL_OPT_STRING, NULL, "PEM RSA private key that signs JWT assertions (mode 0600)."},
-    {"salesforce.refresh.token", CL_OPT_STRING, NULL, "Refresh token (salesforce.auth=refresh_token).", CL_OPT_SECRET},
-    {"salesforce.ca.file", CL_OPT_STRING, NULL, "CA bundle for the Salesforce TLS connection; default: the system's."},
-    {"salesforce.timeout.ms", CL_OPT_INT, "120000", "Upper bound on one HTTP request.", 0, 1000, 3600000},
-    {"salesforce.connect.timeout.ms", CL_OPT_INT, "10000", "Upper bound on connecting.", 0, 100, 600000},
-    {"salesforce.retry.max.attempts", CL_OPT_INT, "6", "Tries per request for 5xx, 429, timeouts and connection errors.", 0, 1, 100},
-    {"salesforce.retry.backoff.ms", CL_OPT_INT, "500", "First backoff ceiling (doubles per retry, full jitter).", 0, 1, 600000},
+    {"salesforce.private.key.file", CL_OPT_STRING, NULL,
+     "PEM RSA private key that signs JWT assertions (mode 0600)."},
+    {"salesforce.refresh.token", CL_OPT_STRING, NULL,
+     "Refresh token (salesforce.auth=refresh_token).", CL_OPT_SECRET},
+    {"salesforce.ca.file", CL_OPT_STRING, NULL,
+     "CA bundle for the Salesforce TLS connection; default: the system's."},
+    {"salesforce.timeout.ms", CL_OPT_INT, "120000", "Upper bound on one HTTP request.", 0, 1000,
+     3600000},
+    {"salesforce.connect.timeout.ms", CL_OPT_INT, "10000", "Upper bound on connecting.", 0, 100,
+     600000},
+    {"salesforce.retry.max.attempts", CL_OPT_INT, "6",
+     "Tries per request for 5xx, 429, timeouts and connection errors.", 0, 1, 100},
+    {"salesforce.retry.backoff.ms", CL_OPT_INT, "500",
+     "First backoff ceiling (doubles per retry, full jitter).", 0, 1, 600000},
     {"salesforce.retry.backoff.max.ms", CL_OPT_INT, "30000", "Backoff ceiling cap.", 0, 1, 3600000},
-    {"outcomes.source", CL_OPT_STRING, "auto", "rest, bulk, auto (Bulk API 2.0 when a pull exceeds outcomes.bulk.threshold records) or csv."},
-    {"outcomes.modstamp.field", CL_OPT_STRING, "SystemModstamp", "Version field for the incremental pull: SystemModstamp or LastModifiedDate."},
-    {"outcomes.batch.size", CL_OPT_INT, "2000", "REST page size (Sforce-Query-Options batchSize) and records per acknowledged chunk.", 0, 200, 2000},
-    {"outcomes.lookback.ms", CL_OPT_INT, "600000", "Each pull re-reads this far behind the watermark (late-committed SystemModstamps); duplicates are dropped by (Id, SystemModstamp).", 0, 0, 30LL * 86400000},
+    {"outcomes.source", CL_OPT_STRING, "auto",
+     "rest, bulk, auto (Bulk API 2.0 when a pull exceeds outcomes.bulk.threshold records) or csv."},
+    {"outcomes.modstamp.field", CL_OPT_STRING, "SystemModstamp",
+     "Version field for the incremental pull: SystemModstamp or LastModifiedDate."},
+    {"outcomes.batch.size", CL_OPT_INT, "2000",
+     "REST page size (Sforce-Query-Options batchSize) and records per acknowledged chunk.", 0, 200,
+     2000},
+    {"outcomes.lookback.ms", CL_OPT_INT, "600000",
+     "Each pull re-reads this far behind the watermark (late-committed SystemModstamps); "
+     "duplicates are dropped by (Id, SystemModstamp).",
+     0, 0, 30LL * 86400000},
     {"outcomes.poll.interval.ms", CL_OPT_INT, "60000", "Time between pulls.", 0, 100, 86400000},
-    {"outcomes.api.quota.share", CL_OPT_DOUBLE, "0.8", "Stop pulling once this share of the org's daily API requests is used (Sforce-Limit-Info).", 0, 0.01, 1},
-    {"outcomes.start", CL_OPT_STRING, NULL, "Initial watermark (ISO-8601 UTC) when there is no state; default: the beginning of time."},
-    {"outcomes.where", CL_OPT_STRING, NULL, "Extra SOQL condition ANDed to the pull (e.g. RecordType.DeveloperName = 'Sales')."},
-    {"outcomes.include.currency", CL_OPT_BOOL, "false", "Select CurrencyIsoCode (multi-currency orgs)."},
-    {"outcomes.bulk.threshold", CL_OPT_INT, "50000", "With outcomes.source=auto, pulls larger than this use Bulk API 2.0.", 0, 0, 1000000000},
-    {"outcomes.bulk.max.records", CL_OPT_INT, "50000", "Records per Bulk API results page (maxRecords).", 0, 1, 1000000},
-    {"outcomes.bulk.poll.ms", CL_OPT_INT, "2000", "Interval between Bulk job state checks.", 0, 10, 600000},
-    {"outcomes.bulk.timeout.ms", CL_OPT_INT, "3600000", "Give up on a Bulk job (and fall back to REST) after this long.", 0, 1000, 86400000},
-    {"outcomes.csv.file", CL_OPT_STRING, NULL, "Report export of closed opportunities (outcomes.source=csv)."},
-    {"outcomes.csv.columns", CL_OPT_STRING, NULL, "Header mapping ApiName=Column,... for report exports (e.g. StageName=Stage,CloseDate=Close Date)."},
+    {"outcomes.api.quota.share", CL_OPT_DOUBLE, "0.8",
+     "Stop pulling once this share of the org's daily API requests is used (Sforce-Limit-Info).", 0,
+     0.01, 1},
+    {"outcomes.start", CL_OPT_STRING, NULL,
+     "Initial watermark (ISO-8601 UTC) when there is no state; default: the beginning of time."},
+    {"outcomes.where", CL_OPT_STRING, NULL,
+     "Extra SOQL condition ANDed to the pull (e.g. RecordType.DeveloperName = 'Sales')."},
+    {"outcomes.include.currency", CL_OPT_BOOL, "false",
+     "Select CurrencyIsoCode (multi-currency orgs)."},
+    {"outcomes.bulk.threshold", CL_OPT_INT, "50000",
+     "With outcomes.source=auto, pulls larger than this use Bulk API 2.0.", 0, 0, 1000000000},
+    {"outcomes.bulk.max.records", CL_OPT_INT, "50000",
+     "Records per Bulk API results page (maxRecords).", 0, 1, 1000000},
+    {"outcomes.bulk.poll.ms", CL_OPT_INT, "2000", "Interval between Bulk job state checks.", 0, 10,
+     600000},
+    {"outcomes.bulk.timeout.ms", CL_OPT_INT, "3600000",
+     "Give up on a Bulk job (and fall back to REST) after this long.", 0, 1000, 86400000},
+    {"outcomes.csv.file", CL_OPT_STRING, NULL,
+     "Report export of closed opportunities (outcomes.source=csv)."},
+    {"outcomes.csv.columns", CL_OPT_STRING, NULL,
+     "Header mapping ApiName=Column,... for report exports (e.g. StageName=Stage,CloseDate=Close "
+     "Date)."},
     {"outcomes.csv.us.dates", CL_OPT_BOOL, "false", "Report dates are M/D/YYYY."},
-    {"outcomes.csv.max.bytes", CL_OPT_INT, "1073741824", "Largest CSV export read.", 0, 1, 17179869184.0},
+    {"outcomes.csv.max.bytes", CL_OPT_INT, "1073741824", "Largest CSV export read.", 0, 1,
+     17179869184.0},
     {NULL},
 };
 
@@ -78,7 +113,7 @@ typedef struct {
     char id[CL_SF_ID_MAX + 1];
     int64_t modstamp_ms;
     cl_outcome_seen_state new_state;
-    int status;   /* delivery result; 1 = pending */
+    int status; /* delivery result; 1 = pending */
 } pending;
 
 struct cl_outcomes {
@@ -105,9 +140,9 @@ struct cl_outcomes {
 
     cl_prom *prom;
     cl_http *http;
-    cl_prom_metric *m_records, *m_api_calls, *m_retries, *m_reauths, *m_quota_used,
-        *m_quota_max, *m_watermark, *m_last_success, *m_pulls, *m_locator_restarts,
-        *m_bulk_fallbacks, *m_delivery_failed;
+    cl_prom_metric *m_records, *m_api_calls, *m_retries, *m_reauths, *m_quota_used, *m_quota_max,
+        *m_watermark, *m_last_success, *m_pulls, *m_locator_restarts, *m_bulk_fallbacks,
+        *m_delivery_failed;
 
     pending *chunk;
     size_t nchunk, capchunk;
@@ -122,23 +157,23 @@ int cl_outcomes_position_encode(const cl_outcomes_position *p, cl_buf *out)
                           (json_int_t)p->from_ms, "job", p->job_id, "locator", p->locator);
     char *s = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(j);
-    if (!s)
-        return CL_ENOMEM;
+    if (!s) return CL_ENOMEM;
     cl_buf_reset(out);
     int rc = cl_buf_append(out, s, strlen(s));
     free(s);
     return rc;
 }
 
-int cl_outcomes_position_decode(const void *data, size_t len, cl_outcomes_position *p,
-                                char *err, size_t errlen)
+int cl_outcomes_position_decode(const void *data, size_t len, cl_outcomes_position *p, char *err,
+                                size_t errlen)
 {
     memset(p, 0, sizeof *p);
     json_t *j = json_loadb(data, len, 0, NULL);
     json_int_t before, from;
     const char *job, *loc;
-    if (!j || json_unpack(j, "{s:I, s:I, s:s, s:s}", "before", &before, "from", &from, "job",
-                          &job, "locator", &loc) != 0 ||
+    if (!j ||
+        json_unpack(j, "{s:I, s:I, s:s, s:s}", "before", &before, "from", &from, "job", &job,
+                    "locator", &loc) != 0 ||
         cl_strlcpy(p->job_id, job, sizeof p->job_id) != CL_OK ||
         cl_strlcpy(p->locator, loc, sizeof p->locator) != CL_OK || from > before) {
         json_decref(j);
@@ -156,8 +191,7 @@ int cl_outcomes_position_decode(const void *data, size_t len, cl_outcomes_positi
 static int64_t floor_second(int64_t ms)
 {
     int64_t s = ms / 1000;
-    if (ms % 1000 < 0)
-        s--;
+    if (ms % 1000 < 0) s--;
     return s * 1000;
 }
 
@@ -181,8 +215,8 @@ static int load_position(cl_outcomes *w, cl_outcomes_position *p, char *err, siz
     cl_buf b;
     cl_buf_init(&b, 4096);
     memset(p, 0, sizeof *p);
-    int rc = cl_store_get_copy(w->store, DB_META, KEY_POSITION, strlen(KEY_POSITION), &b, err,
-                               errlen);
+    int rc =
+        cl_store_get_copy(w->store, DB_META, KEY_POSITION, strlen(KEY_POSITION), &b, err, errlen);
     if (rc == CL_OK)
         rc = cl_outcomes_position_decode(b.data, b.len, p, err, errlen);
     else if (rc == CL_ENOTFOUND)
@@ -212,8 +246,7 @@ static int save_position(cl_outcomes *w, const cl_outcomes_position *p, const in
 {
     cl_store_txn *t;
     int rc = cl_store_batch_begin(w->store, &t, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     rc = put_position(t, p, err, errlen);
     if (rc == CL_OK && watermark) {
         uint8_t v[8];
@@ -236,8 +269,7 @@ static void on_delivery(void *opaque, int status, const char *topic, int32_t par
 {
     cl_outcomes *w = ud;
     size_t i = (size_t)(uintptr_t)opaque;
-    if (i == 0 || i > w->nchunk)
-        return; /* a report for a chunk already given up on */
+    if (i == 0 || i > w->nchunk) return; /* a report for a chunk already given up on */
     pending *p = &w->chunk[i - 1];
     p->status = status;
     if (status != CL_OK)
@@ -273,9 +305,8 @@ static int to_outcome(const cl_sf_opportunity *o, cl_outcome_source source, cl_o
     cl_strlcpy(r->owner_id, o->owner_id, sizeof r->owner_id);
     r->outcome = o->is_won ? CL_OUTCOME_WON : CL_OUTCOME_LOST;
     /* StageName may be 255 characters; the record keeps CL_NAME_MAX bytes of it. */
-    copy_utf8(r->stage_name, sizeof r->stage_name, o->stage_name[0] ? o->stage_name
-                                                                   : (o->is_won ? "Closed Won"
-                                                                                : "Closed Lost"));
+    copy_utf8(r->stage_name, sizeof r->stage_name,
+              o->stage_name[0] ? o->stage_name : (o->is_won ? "Closed Won" : "Closed Lost"));
     copy_utf8(r->type, sizeof r->type, o->type);
     copy_utf8(r->lead_source, sizeof r->lead_source, o->lead_source);
     r->close_date = o->close_date;
@@ -284,8 +315,7 @@ static int to_outcome(const cl_sf_opportunity *o, cl_outcome_source source, cl_o
     cl_strlcpy(r->currency, o->currency[0] ? o->currency : "USD", sizeof r->currency);
     if (o->has_created) {
         int64_t day = o->created_ms / 86400000;
-        if (o->created_ms % 86400000 < 0)
-            day--;
+        if (o->created_ms % 86400000 < 0) day--;
         r->created_date = (int32_t)day;
     } else {
         r->created_date = o->close_date; /* report exports without Created Date */
@@ -302,8 +332,7 @@ static int chunk_push(cl_outcomes *w, const cl_sf_opportunity *o, cl_outcome_see
     if (w->nchunk == w->capchunk) {
         size_t cap = w->capchunk ? w->capchunk * 2 : 256;
         pending *n = realloc(w->chunk, cap * sizeof *n);
-        if (!n)
-            return CL_ENOMEM;
+        if (!n) return CL_ENOMEM;
         w->chunk = n;
         w->capchunk = cap;
     }
@@ -323,10 +352,8 @@ static int read_seen(cl_store_txn *t, const char *id, cl_outcome_seen *seen, cha
     seen->state = CL_OUTCOME_SEEN_NONE;
     seen->modstamp_ms = 0;
     int rc = cl_store_get(t, DB_SEEN, id, strlen(id), &v, &vlen, err, errlen);
-    if (rc == CL_ENOTFOUND)
-        return CL_OK;
-    if (rc != CL_OK)
-        return rc;
+    if (rc == CL_ENOTFOUND) return CL_OK;
+    if (rc != CL_OK) return rc;
     if (vlen != 9 || ((const uint8_t *)v)[0] > CL_OUTCOME_SEEN_RETRACTED)
         return cl_seterr(err, errlen, CL_EINVAL, "stored state of %s is corrupt", id);
     seen->state = (cl_outcome_seen_state)((const uint8_t *)v)[0];
@@ -340,8 +367,7 @@ static int publish_one(cl_outcomes *w, cl_store_txn *rtxn, const cl_sf_opportuni
 {
     cl_outcome_seen seen;
     int rc = read_seen(rtxn, o->id, &seen, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     /* A second record with the same Id in one chunk (Bulk pages can hold a record
      * modified during the job twice) must see the first one's decision. */
     for (size_t i = w->nchunk; i-- > 0;) {
@@ -353,8 +379,7 @@ static int publish_one(cl_outcomes *w, cl_store_txn *rtxn, const cl_sf_opportuni
     }
     cl_outcome_action a = cl_outcome_decide(o, &seen);
     count(w, cl_outcome_action_name(a));
-    if (a == CL_OUTCOME_SKIP_DUPLICATE || a == CL_OUTCOME_SKIP_NOTHING_TO_SAY)
-        return CL_OK;
+    if (a == CL_OUTCOME_SKIP_DUPLICATE || a == CL_OUTCOME_SKIP_NOTHING_TO_SAY) return CL_OK;
 
     char ms[24];
     snprintf(ms, sizeof ms, "%lld", (long long)o->modstamp_ms);
@@ -375,8 +400,7 @@ static int publish_one(cl_outcomes *w, cl_store_txn *rtxn, const cl_sf_opportuni
             return cl_seterr(err, errlen, rc, "out of memory");
         cl_kafka_header h[] = {{"closedloop.system_modstamp", ms, strlen(ms)}};
         rc = cl_producer_send(w->producer, w->topic, o->id, strlen(o->id), w->value.data,
-                              w->value.len, h, 1, (void *)(uintptr_t)w->nchunk, 60000, err,
-                              errlen);
+                              w->value.len, h, 1, (void *)(uintptr_t)w->nchunk, 60000, err, errlen);
     } else {
         if ((rc = chunk_push(w, o, CL_OUTCOME_SEEN_RETRACTED)) != CL_OK)
             return cl_seterr(err, errlen, rc, "out of memory");
@@ -386,8 +410,7 @@ static int publish_one(cl_outcomes *w, cl_store_txn *rtxn, const cl_sf_opportuni
         rc = cl_producer_send(w->producer, w->topic, o->id, strlen(o->id), NULL, 0, h, 2,
                               (void *)(uintptr_t)w->nchunk, 60000, err, errlen);
     }
-    if (rc != CL_OK)
-        w->nchunk--; /* never accepted: no delivery report will come */
+    if (rc != CL_OK) w->nchunk--; /* never accepted: no delivery report will come */
     return rc;
 }
 
@@ -407,17 +430,14 @@ static int commit_chunk(cl_outcomes *w, const cl_outcomes_position *pos, const i
      * shutdown.timeout.ms, and unacknowledged records then simply stay unrecorded. */
     for (;;) {
         rc = cl_producer_flush(w->producer, 500, err, errlen);
-        if (rc == CL_OK)
-            break;
-        if (rc != CL_ETIMEOUT)
-            return rc;
+        if (rc == CL_OK) break;
+        if (rc != CL_ETIMEOUT) return rc;
         if (cl_stop_requested() && cl_mono_ms() > deadline)
             return cl_seterr(err, errlen, CL_ESTOP,
                              "stopped with records unacknowledged; they will be pulled again");
     }
     cl_store_txn *t;
-    if ((rc = cl_store_batch_begin(w->store, &t, err, errlen)) != CL_OK)
-        return rc;
+    if ((rc = cl_store_batch_begin(w->store, &t, err, errlen)) != CL_OK) return rc;
     size_t failed = 0;
     for (size_t i = 0; i < w->nchunk && rc == CL_OK; i++) {
         pending *p = &w->chunk[i];
@@ -430,8 +450,7 @@ static int commit_chunk(cl_outcomes *w, const cl_outcomes_position *pos, const i
         cl_store_u64_be(v + 1, (uint64_t)p->modstamp_ms);
         rc = cl_store_put(t, DB_SEEN, p->id, strlen(p->id), v, sizeof v, err, errlen);
     }
-    if (rc == CL_OK && failed == 0 && pos)
-        rc = put_position(t, pos, err, errlen);
+    if (rc == CL_OK && failed == 0 && pos) rc = put_position(t, pos, err, errlen);
     if (rc == CL_OK && failed == 0 && watermark) {
         uint8_t v[8];
         cl_store_u64_be(v, (uint64_t)*watermark);
@@ -444,8 +463,7 @@ static int commit_chunk(cl_outcomes *w, const cl_outcomes_position *pos, const i
     rc = cl_store_batch_commit(t, err, errlen);
     size_t n = w->nchunk;
     w->nchunk = 0;
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     if (failed) {
         cl_prom_counter_add(w->m_delivery_failed, NULL, (double)failed);
         return cl_seterr(err, errlen, CL_EAGAIN,
@@ -465,11 +483,11 @@ static int publish_json_records(cl_outcomes *w, json_t *records, cl_outcome_sour
 {
     cl_store_txn *rtxn;
     int rc = cl_store_read_begin(w->store, &rtxn, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     size_t i;
     json_t *rec;
-    json_array_foreach(records, i, rec) {
+    json_array_foreach(records, i, rec)
+    {
         cl_sf_opportunity o;
         char rerr[CL_ERRLEN];
         if (cl_sf_opportunity_from_json(rec, w->modstamp_field, &o, rerr, sizeof rerr) != CL_OK) {
@@ -480,10 +498,8 @@ static int publish_json_records(cl_outcomes *w, json_t *records, cl_outcome_sour
                    cl_outcome_source_name(source), i, rerr);
             continue;
         }
-        if (o.modstamp_ms > *last)
-            *last = o.modstamp_ms;
-        if ((rc = publish_one(w, rtxn, &o, source, err, errlen)) != CL_OK)
-            break;
+        if (o.modstamp_ms > *last) *last = o.modstamp_ms;
+        if ((rc = publish_one(w, rtxn, &o, source, err, errlen)) != CL_OK) break;
     }
     cl_store_read_end(rtxn);
     return rc;
@@ -492,8 +508,8 @@ static int publish_json_records(cl_outcomes *w, json_t *records, cl_outcome_sour
 /* ---- REST ----------------------------------------------------------------------------- */
 
 /* CL_EAGAIN with *switch_to_bulk set when auto mode finds the pull too large. */
-static int pull_rest(cl_outcomes *w, cl_outcomes_position *pos, int allow_bulk,
-                     int *switch_to_bulk, char *err, size_t errlen)
+static int pull_rest(cl_outcomes *w, cl_outcomes_position *pos, int allow_bulk, int *switch_to_bulk,
+                     char *err, size_t errlen)
 {
     int restarts = 0;
     int first = 1;
@@ -501,16 +517,16 @@ static int pull_rest(cl_outcomes *w, cl_outcomes_position *pos, int allow_bulk,
     for (;;) {
         cl_buf soql;
         cl_buf_init(&soql, CL_SOQL_MAX_LEN + 1);
-        cl_soql_pull q = {.modstamp_field = w->modstamp_field, .from_ms = pos->from_ms,
-                          .before_ms = pos->before_ms, .include_currency = w->include_currency,
+        cl_soql_pull q = {.modstamp_field = w->modstamp_field,
+                          .from_ms = pos->from_ms,
+                          .before_ms = pos->before_ms,
+                          .include_currency = w->include_currency,
                           .extra_where = w->where};
         int rc = cl_soql_build_pull(&q, &soql, err, errlen);
         cl_sf_page page;
-        if (rc == CL_OK)
-            rc = cl_sf_query(w->sf, soql.data, 1, &page, err, errlen);
+        if (rc == CL_OK) rc = cl_sf_query(w->sf, soql.data, 1, &page, err, errlen);
         cl_buf_free(&soql);
-        if (rc != CL_OK)
-            return rc;
+        if (rc != CL_OK) return rc;
         if (first && allow_bulk && page.total_size > w->bulk_threshold) {
             cl_log(CL_LOG_INFO, "pull_switch_to_bulk", "records=%ld threshold=%lld",
                    page.total_size, (long long)w->bulk_threshold);
@@ -525,10 +541,8 @@ static int pull_rest(cl_outcomes *w, cl_outcomes_position *pos, int allow_bulk,
             /* The next re-query may start at the last record's second: everything before
              * it in (SystemModstamp, Id) order has been acknowledged once this commits. */
             cl_outcomes_position next = *pos;
-            if (floor_second(last) > next.from_ms)
-                next.from_ms = floor_second(last);
-            if (next.from_ms >= next.before_ms)
-                next.from_ms = pos->from_ms;
+            if (floor_second(last) > next.from_ms) next.from_ms = floor_second(last);
+            if (next.from_ms >= next.before_ms) next.from_ms = pos->from_ms;
             if (rc == CL_OK)
                 rc = commit_chunk(w, &next, NULL, err, errlen);
             else
@@ -555,8 +569,7 @@ static int pull_rest(cl_outcomes *w, cl_outcomes_position *pos, int allow_bulk,
                        "restart_from=%s restarts=%d error=\"%s\"", when, restarts, err);
                 break; /* re-query from the last acknowledged record */
             }
-            if (rc != CL_OK)
-                return rc;
+            if (rc != CL_OK) return rc;
         }
     }
 }
@@ -569,10 +582,8 @@ static int wait_job(cl_outcomes *w, const char *job, char *err, size_t errlen)
     for (;;) {
         cl_sf_job_state st;
         int rc = cl_sf_bulk_state(w->sf, job, &st, err, errlen);
-        if (rc != CL_OK)
-            return rc;
-        if (st == CL_SF_JOB_COMPLETE)
-            return CL_OK;
+        if (rc != CL_OK) return rc;
+        if (st == CL_SF_JOB_COMPLETE) return CL_OK;
         if (st == CL_SF_JOB_FAILED || st == CL_SF_JOB_ABORTED)
             return CL_ERR; /* err holds the job's errorMessage */
         if (cl_mono_ms() > deadline)
@@ -600,8 +611,7 @@ static int publish_csv_rows(cl_outcomes *w, const char *data, size_t len, cl_out
         cl_csv_reader_free(&r);
         return CL_OK;
     }
-    if (rc == CL_OK)
-        rc = cl_sf_csv_mapping_from_header(&m, f, n, renames, err, errlen);
+    if (rc == CL_OK) rc = cl_sf_csv_mapping_from_header(&m, f, n, renames, err, errlen);
     if (rc != CL_OK) {
         char inner[CL_ERRLEN];
         cl_strlcpy(inner, err ? err : "", sizeof inner);
@@ -633,24 +643,19 @@ static int publish_csv_rows(cl_outcomes *w, const char *data, size_t len, cl_out
                    r.row_line, rerr);
             continue;
         }
-        if (!rtxn && (rc = cl_store_read_begin(w->store, &rtxn, err, errlen)) != CL_OK)
-            break;
-        if ((rc = publish_one(w, rtxn, &o, source, err, errlen)) != CL_OK)
-            break;
+        if (!rtxn && (rc = cl_store_read_begin(w->store, &rtxn, err, errlen)) != CL_OK) break;
+        if ((rc = publish_one(w, rtxn, &o, source, err, errlen)) != CL_OK) break;
         if (w->nchunk >= (size_t)w->batch_size) {
             cl_store_read_end(rtxn);
             rtxn = NULL;
             /* Mid-page: remember the records, keep the position (the page is re-read
              * after a crash and the seen state drops what was published). */
-            if ((rc = commit_chunk(w, pos, NULL, err, errlen)) != CL_OK)
-                break;
+            if ((rc = commit_chunk(w, pos, NULL, err, errlen)) != CL_OK) break;
         }
     }
-    if (rtxn)
-        cl_store_read_end(rtxn);
+    if (rtxn) cl_store_read_end(rtxn);
     cl_csv_reader_free(&r);
-    if (rc != CL_OK && w->nchunk)
-        commit_chunk(w, NULL, NULL, NULL, 0);
+    if (rc != CL_OK && w->nchunk) commit_chunk(w, NULL, NULL, NULL, 0);
     if (rc == CL_OK)
         cl_log(CL_LOG_INFO, "csv_read", "source=%s rows=%zu invalid=%zu", origin, rows, bad);
     return rc;
@@ -665,18 +670,17 @@ static int pull_bulk(cl_outcomes *w, cl_outcomes_position *pos, int *job_failed,
     if (!pos->job_id[0]) {
         cl_buf soql;
         cl_buf_init(&soql, CL_SOQL_MAX_LEN + 1);
-        cl_soql_pull q = {.modstamp_field = w->modstamp_field, .from_ms = pos->from_ms,
-                          .before_ms = pos->before_ms, .include_currency = w->include_currency,
+        cl_soql_pull q = {.modstamp_field = w->modstamp_field,
+                          .from_ms = pos->from_ms,
+                          .before_ms = pos->before_ms,
+                          .include_currency = w->include_currency,
                           .extra_where = w->where};
         rc = cl_soql_build_pull(&q, &soql, err, errlen);
-        if (rc == CL_OK)
-            rc = cl_sf_bulk_create(w->sf, soql.data, pos->job_id, err, errlen);
+        if (rc == CL_OK) rc = cl_sf_bulk_create(w->sf, soql.data, pos->job_id, err, errlen);
         cl_buf_free(&soql);
-        if (rc != CL_OK)
-            return rc;
+        if (rc != CL_OK) return rc;
         pos->locator[0] = '\0';
-        if ((rc = save_position(w, pos, NULL, err, errlen)) != CL_OK)
-            return rc;
+        if ((rc = save_position(w, pos, NULL, err, errlen)) != CL_OK) return rc;
         cl_log(CL_LOG_INFO, "bulk_job_created", "job=%s", pos->job_id);
     }
     rc = wait_job(w, pos->job_id, err, errlen);
@@ -684,8 +688,7 @@ static int pull_bulk(cl_outcomes *w, cl_outcomes_position *pos, int *job_failed,
         *job_failed = 1;
         return rc;
     }
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     cl_buf csv;
     cl_buf_init(&csv, 1u << 30);
     char origin[64];
@@ -698,28 +701,22 @@ static int pull_bulk(cl_outcomes *w, cl_outcomes_position *pos, int *job_failed,
             *job_failed = 1; /* e.g. the job expired while we were down */
             break;
         }
-        if (rc != CL_OK)
-            break;
-        rc = publish_csv_rows(w, csv.data ? csv.data : "", csv.len, CL_SOURCE_BULK, origin, NULL,
-                              0, pos, err, errlen);
-        if (rc != CL_OK)
-            break;
+        if (rc != CL_OK) break;
+        rc = publish_csv_rows(w, csv.data ? csv.data : "", csv.len, CL_SOURCE_BULK, origin, NULL, 0,
+                              pos, err, errlen);
+        if (rc != CL_OK) break;
         cl_outcomes_position after = *pos;
         cl_strlcpy(after.locator, next, sizeof after.locator);
-        if (!next[0])
-            after.locator[0] = '\0';
-        if ((rc = commit_chunk(w, &after, NULL, err, errlen)) != CL_OK)
-            break;
+        if (!next[0]) after.locator[0] = '\0';
+        if ((rc = commit_chunk(w, &after, NULL, err, errlen)) != CL_OK) break;
         *pos = after;
-        if (!next[0])
-            break;
+        if (!next[0]) break;
     }
     cl_buf_free(&csv);
     if (rc == CL_OK) {
         char derr[CL_ERRLEN];
         if (cl_sf_bulk_delete(w->sf, pos->job_id, derr, sizeof derr) != CL_OK)
-            cl_log(CL_LOG_WARN, "bulk_job_delete_failed", "job=%s error=\"%s\"", pos->job_id,
-                   derr);
+            cl_log(CL_LOG_WARN, "bulk_job_delete_failed", "job=%s error=\"%s\"", pos->job_id, derr);
     }
     return rc;
 }
@@ -728,8 +725,7 @@ static int pull_bulk(cl_outcomes *w, cl_outcomes_position *pos, int *job_failed,
 
 static void export_client_stats(cl_outcomes *w)
 {
-    if (!w->sf)
-        return;
+    if (!w->sf) return;
     cl_sf_client_stats s;
     cl_sf_client_stats_get(w->sf, &s);
     cl_prom_counter_add(w->m_api_calls, NULL, (double)(s.api_calls - w->last_stats.api_calls));
@@ -763,21 +759,18 @@ static int pull_csv(cl_outcomes *w, char *err, size_t errlen)
     size_t n;
     int rc = CL_OK;
     while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        if ((rc = cl_buf_append(&data, chunk, n)) != CL_OK)
-            break;
+        if ((rc = cl_buf_append(&data, chunk, n)) != CL_OK) break;
     int ioerr = ferror(f);
     fclose(f);
     if (rc != CL_OK || ioerr) {
         cl_buf_free(&data);
-        return cl_seterr(err, errlen, rc != CL_OK ? CL_ENOMEM : CL_EIO,
-                         "outcomes.csv.file %s: %s", path,
-                         rc != CL_OK ? "larger than outcomes.csv.max.bytes" : "read error");
+        return cl_seterr(err, errlen, rc != CL_OK ? CL_ENOMEM : CL_EIO, "outcomes.csv.file %s: %s",
+                         path, rc != CL_OK ? "larger than outcomes.csv.max.bytes" : "read error");
     }
     rc = publish_csv_rows(w, data.data ? data.data : "", data.len, CL_SOURCE_CSV, path,
                           cl_config_str(w->cfg, "outcomes.csv.columns"),
                           cl_config_bool(w->cfg, "outcomes.csv.us.dates"), NULL, err, errlen);
-    if (rc == CL_OK)
-        rc = commit_chunk(w, NULL, NULL, err, errlen);
+    if (rc == CL_OK) rc = commit_chunk(w, NULL, NULL, err, errlen);
     cl_buf_free(&data);
     return rc;
 }
@@ -785,12 +778,10 @@ static int pull_csv(cl_outcomes *w, char *err, size_t errlen)
 int cl_outcomes_pull(cl_outcomes *w, char *err, size_t errlen)
 {
     int rc;
-    if (w->source == SOURCE_CSV)
-        return pull_csv(w, err, errlen);
+    if (w->source == SOURCE_CSV) return pull_csv(w, err, errlen);
 
     cl_outcomes_position pos;
-    if ((rc = load_position(w, &pos, err, errlen)) != CL_OK)
-        return rc;
+    if ((rc = load_position(w, &pos, err, errlen)) != CL_OK) return rc;
     if (pos.active) {
         char from[32], before[32];
         cl_format_timestamp(pos.from_ms, from);
@@ -800,26 +791,21 @@ int cl_outcomes_pull(cl_outcomes *w, char *err, size_t errlen)
     } else {
         int64_t watermark = w->start_ms;
         int have = load_i64(w, KEY_WATERMARK, &watermark, err, errlen);
-        if (have != CL_OK && have != CL_ENOTFOUND)
-            return have;
+        if (have != CL_OK && have != CL_ENOTFOUND) return have;
         pos.active = 1;
         pos.before_ms = floor_second(cl_now_ms());
         pos.from_ms = have == CL_OK ? floor_second(watermark - w->lookback_ms) : watermark;
-        if (pos.from_ms < 0)
-            pos.from_ms = 0;
-        if (pos.from_ms >= pos.before_ms)
-            return CL_OK; /* nothing can have changed yet */
+        if (pos.from_ms < 0) pos.from_ms = 0;
+        if (pos.from_ms >= pos.before_ms) return CL_OK; /* nothing can have changed yet */
         /* Fix the upper bound now, so a restart finishes this pull rather than a wider one. */
-        if ((rc = save_position(w, &pos, NULL, err, errlen)) != CL_OK)
-            return rc;
+        if ((rc = save_position(w, &pos, NULL, err, errlen)) != CL_OK) return rc;
     }
 
     int use_bulk = w->source == SOURCE_BULK || pos.job_id[0];
     if (!use_bulk) {
         int switch_to_bulk = 0;
         rc = pull_rest(w, &pos, w->source == SOURCE_AUTO, &switch_to_bulk, err, errlen);
-        if (rc != CL_OK)
-            return rc;
+        if (rc != CL_OK) return rc;
         use_bulk = switch_to_bulk;
     }
     if (use_bulk) {
@@ -830,19 +816,16 @@ int cl_outcomes_pull(cl_outcomes *w, char *err, size_t errlen)
             cl_log(CL_LOG_WARN, "bulk_fallback_to_rest", "job=%s error=\"%s\"", pos.job_id,
                    err ? err : "");
             pos.job_id[0] = pos.locator[0] = '\0';
-            if ((rc = save_position(w, &pos, NULL, err, errlen)) != CL_OK)
-                return rc;
+            if ((rc = save_position(w, &pos, NULL, err, errlen)) != CL_OK) return rc;
             int ignored;
             rc = pull_rest(w, &pos, 0, &ignored, err, errlen);
         }
-        if (rc != CL_OK)
-            return rc;
+        if (rc != CL_OK) return rc;
     }
     /* Complete: the watermark becomes this pull's upper bound. */
     int64_t watermark = pos.before_ms;
     cl_outcomes_position done = {0};
-    if ((rc = save_position(w, &done, &watermark, err, errlen)) != CL_OK)
-        return rc;
+    if ((rc = save_position(w, &done, &watermark, err, errlen)) != CL_OK) return rc;
     cl_prom_gauge_set(w->m_watermark, NULL, (double)watermark / 1000.0);
     char when[32];
     cl_format_timestamp(watermark, when);
@@ -858,8 +841,8 @@ static int register_metrics(cl_outcomes *w, char *err, size_t errlen)
     static const char *const reason[] = {"reason", NULL};
     static const char *const result[] = {"result", NULL};
     int rc;
-#define REG(kind, var, name, help, labels)                                                     \
-    if ((rc = cl_prom_##kind(w->prom, name, help, labels, &w->var, err, errlen)) != CL_OK)     \
+#define REG(kind, var, name, help, labels)                                                         \
+    if ((rc = cl_prom_##kind(w->prom, name, help, labels, &w->var, err, errlen)) != CL_OK)         \
         return rc;
     REG(counter, m_records, "closedloop_outcomes_records_total",
         "Salesforce records seen, by what was done with them.", action)
@@ -929,8 +912,7 @@ static int parse_settings(cl_outcomes *w, char *err, size_t errlen)
         return cl_seterr(err, errlen, CL_EINVAL,
                          "outcomes.start (%s): '%.40s' is not an ISO-8601 timestamp",
                          cl_config_source(cfg, "outcomes.start"), start);
-    if (w->start_ms < 0)
-        w->start_ms = 0;
+    if (w->start_ms < 0) w->start_ms = 0;
     const char *topic = cl_config_topic(cfg, "outcomes");
     if (cl_strlcpy(w->topic, topic, sizeof w->topic) != CL_OK)
         return cl_seterr(err, errlen, CL_EINVAL, "topic name %s is too long", topic);
@@ -955,8 +937,7 @@ static int open_salesforce(cl_outcomes *w, char *err, size_t errlen)
                          "refresh_token (the username-password flow is not supported)",
                          cl_config_source(cfg, "salesforce.auth"));
     int rc = cl_sf_auth_init(&w->auth, &as, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     w->auth_ready = 1;
     cl_sf_client_settings cs = {
         .instance_url = cl_config_str(cfg, "salesforce.instance.url"),
@@ -978,22 +959,17 @@ int cl_outcomes_open(cl_outcomes **out, cl_config *cfg, char *err, size_t errlen
 {
     *out = NULL;
     cl_outcomes *w = calloc(1, sizeof *w);
-    if (!w)
-        return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
+    if (!w) return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
     w->cfg = cfg;
     cl_buf_init(&w->value, 1u << 20);
     int rc = parse_settings(w, err, errlen);
     cl_store_config sc;
+    if (rc == CL_OK) rc = cl_store_config_from(&sc, cfg, err, errlen);
     if (rc == CL_OK)
-        rc = cl_store_config_from(&sc, cfg, err, errlen);
+        rc = cl_store_open(&w->store, cl_config_str(cfg, "state.dir"), db_names, &sc, err, errlen);
     if (rc == CL_OK)
-        rc = cl_store_open(&w->store, cl_config_str(cfg, "state.dir"), db_names, &sc, err,
-                           errlen);
-    if (rc == CL_OK)
-        rc = cl_avro_schemas_load(cl_config_str(cfg, "avro.schema.dir"), &w->schemas, err,
-                                  errlen);
-    if (rc == CL_OK)
-        rc = cl_registry_from_config(&w->registry, cfg, err, errlen);
+        rc = cl_avro_schemas_load(cl_config_str(cfg, "avro.schema.dir"), &w->schemas, err, errlen);
+    if (rc == CL_OK) rc = cl_registry_from_config(&w->registry, cfg, err, errlen);
     if (rc == CL_OK) {
         char subject[600];
         snprintf(subject, sizeof subject, "%s-value", w->topic);
@@ -1005,15 +981,13 @@ int cl_outcomes_open(cl_outcomes **out, cl_config *cfg, char *err, size_t errlen
         cl_producer_opts po = {.on_delivery = on_delivery, .ud = w};
         rc = cl_producer_new(cfg, &po, &w->producer, err, errlen);
     }
-    if (rc == CL_OK && w->source != SOURCE_CSV)
-        rc = open_salesforce(w, err, errlen);
+    if (rc == CL_OK && w->source != SOURCE_CSV) rc = open_salesforce(w, err, errlen);
     if (rc == CL_OK) {
         w->prom = cl_prom_new();
         rc = w->prom ? register_metrics(w, err, errlen)
                      : cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
     }
-    if (rc == CL_OK)
-        rc = cl_store_export_prom(w->store, w->prom, "outcomes", err, errlen);
+    if (rc == CL_OK) rc = cl_store_export_prom(w->store, w->prom, "outcomes", err, errlen);
     if (rc == CL_OK) {
         cl_http_config hc = {.listen = cl_config_str(cfg, "http.listen"), .registry = w->prom};
         rc = cl_http_start(&w->http, &hc, err, errlen);
@@ -1059,21 +1033,17 @@ int cl_outcomes_run(cl_outcomes *w)
         cl_prom_counter_add(w->m_pulls, result, 1);
         cl_log(CL_LOG_INFO, "pull_finished", "result=%s duration_ms=%lld", result[0],
                (long long)(cl_mono_ms() - t0));
-        if (w->once)
-            break;
-        for (int64_t slept = 0; slept < w->poll_interval_ms && !cl_stop_requested();
-             slept += 100)
+        if (w->once) break;
+        for (int64_t slept = 0; slept < w->poll_interval_ms && !cl_stop_requested(); slept += 100)
             cl_sleep_ms(100);
     }
-    if (!w->once && cl_stop_requested())
-        exit_status = 0;
+    if (!w->once && cl_stop_requested()) exit_status = 0;
     return exit_status;
 }
 
 void cl_outcomes_close(cl_outcomes *w)
 {
-    if (!w)
-        return;
+    if (!w) return;
     cl_http_stop(w->http);
     if (w->producer) {
         char err[CL_ERRLEN];
@@ -1082,8 +1052,7 @@ void cl_outcomes_close(cl_outcomes *w)
             cl_log(CL_LOG_WARN, "producer_close", "error=\"%s\"", err);
     }
     cl_sf_client_free(w->sf);
-    if (w->auth_ready)
-        cl_sf_auth_free(&w->auth);
+    if (w->auth_ready) cl_sf_auth_free(&w->auth);
     cl_avro_codec_free(w->codec);
     cl_registry_free(w->registry);
     cl_avro_schemas_free(w->schemas);

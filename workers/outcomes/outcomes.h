@@ -67,7 +67,7 @@ typedef struct {
 } cl_outcomes_position;
 
 int cl_outcomes_position_encode(const cl_outcomes_position *p, cl_buf *out);
-int cl_outcomes_position_decode(const void *data, size_t len, cl_outcomes_position *p,
-                                char *err, size_t errlen);
+int cl_outcomes_position_decode(const void *data, size_t len, cl_outcomes_position *p, char *err,
+                                size_t errlen);
 
 #endif

@@ -19,8 +19,7 @@
 
 int cl_sf_auth_parse_kind(const char *s, cl_sf_auth_kind *out)
 {
-    if (!s)
-        return CL_EINVAL;
+    if (!s) return CL_EINVAL;
     if (strcmp(s, "jwt") == 0)
         *out = CL_SF_AUTH_JWT;
     else if (strcmp(s, "client_credentials") == 0)
@@ -35,17 +34,19 @@ int cl_sf_auth_parse_kind(const char *s, cl_sf_auth_kind *out)
 const char *cl_sf_auth_kind_name(cl_sf_auth_kind k)
 {
     switch (k) {
-    case CL_SF_AUTH_JWT: return "jwt";
-    case CL_SF_AUTH_CLIENT_CREDENTIALS: return "client_credentials";
-    case CL_SF_AUTH_REFRESH_TOKEN: return "refresh_token";
+    case CL_SF_AUTH_JWT:
+        return "jwt";
+    case CL_SF_AUTH_CLIENT_CREDENTIALS:
+        return "client_credentials";
+    case CL_SF_AUTH_REFRESH_TOKEN:
+        return "refresh_token";
     }
     return "unknown";
 }
 
 static void wipe_free(char *s)
 {
-    if (!s)
-        return;
+    if (!s) return;
     volatile char *p = s;
     while (*p)
         *p++ = 0;
@@ -65,10 +66,8 @@ static int dup_setting(char **dst, const char *v, const char *key, int required,
         return cl_seterr(err, errlen, CL_EINVAL, "%s is longer than %d bytes", key,
                          CL_SF_TOKEN_MAX - 1);
     *dst = strdup(v);
-    if (!*dst)
-        return cl_seterr(err, errlen, CL_ENOMEM, "out of memory copying %s", key);
-    if (secret)
-        cl_log_add_secret(v);
+    if (!*dst) return cl_seterr(err, errlen, CL_ENOMEM, "out of memory copying %s", key);
+    if (secret) cl_log_add_secret(v);
     return CL_OK;
 }
 
@@ -76,8 +75,7 @@ static int load_private_key(cl_sf_auth *a, const char *path, char *err, size_t e
 {
     struct stat st;
     if (stat(path, &st) != 0)
-        return cl_seterr(err, errlen, CL_EIO, "salesforce.private.key.file %s: cannot stat",
-                         path);
+        return cl_seterr(err, errlen, CL_EIO, "salesforce.private.key.file %s: cannot stat", path);
     if (st.st_mode & (S_IRWXG | S_IRWXO))
         return cl_seterr(err, errlen, CL_EINVAL,
                          "salesforce.private.key.file %s is readable by group or others "
@@ -85,8 +83,7 @@ static int load_private_key(cl_sf_auth *a, const char *path, char *err, size_t e
                          path, (unsigned)(st.st_mode & 0777));
     FILE *f = fopen(path, "r");
     if (!f)
-        return cl_seterr(err, errlen, CL_EIO, "salesforce.private.key.file %s: cannot open",
-                         path);
+        return cl_seterr(err, errlen, CL_EIO, "salesforce.private.key.file %s: cannot open", path);
     a->key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
     fclose(f);
     if (!a->key) {
@@ -97,15 +94,13 @@ static int load_private_key(cl_sf_auth *a, const char *path, char *err, size_t e
     }
     if (EVP_PKEY_get_base_id(a->key) != EVP_PKEY_RSA)
         return cl_seterr(err, errlen, CL_EINVAL,
-                         "salesforce.private.key.file %s: not an RSA key (RS256 needs RSA)",
-                         path);
+                         "salesforce.private.key.file %s: not an RSA key (RS256 needs RSA)", path);
     return CL_OK;
 }
 
 int cl_sf_url_allowed(const char *url)
 {
-    if (strncmp(url, "https://", 8) == 0)
-        return url[8] != '\0' && url[8] != '/';
+    if (strncmp(url, "https://", 8) == 0) return url[8] != '\0' && url[8] != '/';
     static const char *const loopback[] = {"http://127.0.0.1", "http://localhost", "http://[::1]"};
     for (size_t i = 0; i < sizeof loopback / sizeof loopback[0]; i++) {
         size_t n = strlen(loopback[i]);
@@ -145,8 +140,8 @@ int cl_sf_auth_init(cl_sf_auth *a, const cl_sf_auth_settings *s, char *err, size
                           errlen)) != CL_OK ||
         (rc = dup_setting(&a->client_secret, s->client_secret, "salesforce.client.secret", cc, 1,
                           err, errlen)) != CL_OK ||
-        (rc = dup_setting(&a->username, s->username, "salesforce.username", jwt, 0, err,
-                          errlen)) != CL_OK ||
+        (rc = dup_setting(&a->username, s->username, "salesforce.username", jwt, 0, err, errlen)) !=
+            CL_OK ||
         (rc = dup_setting(&a->refresh_token, rt ? s->refresh_token : NULL,
                           "salesforce.refresh.token", rt, 1, err, errlen)) != CL_OK) {
         cl_sf_auth_free(a);
@@ -183,15 +178,12 @@ int cl_base64url_append(cl_buf *out, const unsigned char *data, size_t len)
     for (size_t i = 0; i < len; i += 3) {
         uint32_t v = (uint32_t)data[i] << 16;
         size_t rem = len - i;
-        if (rem > 1)
-            v |= (uint32_t)data[i + 1] << 8;
-        if (rem > 2)
-            v |= data[i + 2];
+        if (rem > 1) v |= (uint32_t)data[i + 1] << 8;
+        if (rem > 2) v |= data[i + 2];
         char q[4] = {alphabet[(v >> 18) & 63], alphabet[(v >> 12) & 63], alphabet[(v >> 6) & 63],
                      alphabet[v & 63]};
         size_t emit = rem >= 3 ? 4 : rem + 1;
-        if (cl_buf_append(out, q, emit) != CL_OK)
-            return CL_ENOMEM;
+        if (cl_buf_append(out, q, emit) != CL_OK) return CL_ENOMEM;
     }
     return CL_OK;
 }
@@ -202,22 +194,17 @@ int cl_sf_jwt_build(EVP_PKEY *key, const char *client_id, const char *username,
     static const char header[] = "{\"alg\":\"RS256\",\"typ\":\"JWT\"}";
     json_t *claims = json_pack("{s:s, s:s, s:s, s:I}", "iss", client_id, "sub", username, "aud",
                                audience, "exp", (json_int_t)(now_s + CL_SF_JWT_LIFETIME_S));
-    if (!claims)
-        return cl_seterr(err, errlen, CL_EINVAL, "JWT claims are not valid UTF-8");
+    if (!claims) return cl_seterr(err, errlen, CL_EINVAL, "JWT claims are not valid UTF-8");
     char *payload = json_dumps(claims, JSON_COMPACT);
     json_decref(claims);
-    if (!payload)
-        return cl_seterr(err, errlen, CL_ENOMEM, "out of memory building JWT");
+    if (!payload) return cl_seterr(err, errlen, CL_ENOMEM, "out of memory building JWT");
 
     size_t start = out->len;
     int rc = cl_base64url_append(out, (const unsigned char *)header, sizeof header - 1);
-    if (rc == CL_OK)
-        rc = cl_buf_append(out, ".", 1);
-    if (rc == CL_OK)
-        rc = cl_base64url_append(out, (const unsigned char *)payload, strlen(payload));
+    if (rc == CL_OK) rc = cl_buf_append(out, ".", 1);
+    if (rc == CL_OK) rc = cl_base64url_append(out, (const unsigned char *)payload, strlen(payload));
     free(payload);
-    if (rc != CL_OK)
-        return cl_seterr(err, errlen, CL_ENOMEM, "JWT too large");
+    if (rc != CL_OK) return cl_seterr(err, errlen, CL_ENOMEM, "JWT too large");
 
     unsigned char sig[1024];
     size_t siglen = sizeof sig;
@@ -240,10 +227,8 @@ int cl_sf_jwt_build(EVP_PKEY *key, const char *client_id, const char *username,
 
 static int form_field(cl_buf *b, const char *name, const char *value)
 {
-    if (b->len > 0 && cl_buf_append(b, "&", 1) != CL_OK)
-        return CL_ENOMEM;
-    if (cl_buf_printf(b, "%s=", name) != CL_OK)
-        return CL_ENOMEM;
+    if (b->len > 0 && cl_buf_append(b, "&", 1) != CL_OK) return CL_ENOMEM;
+    if (cl_buf_printf(b, "%s=", name) != CL_OK) return CL_ENOMEM;
     return cl_url_encode_append(b, value, strlen(value));
 }
 
@@ -261,40 +246,32 @@ int cl_sf_auth_request_body(const cl_sf_auth *a, int64_t now_s, cl_buf *body, ch
             /* Not registered for masking: it lives 3 minutes, is sent once, and the
              * log's secret table is small; it only ever sits in this buffer. */
             rc = form_field(body, "grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer");
-            if (rc == CL_OK)
-                rc = form_field(body, "assertion", jwt.data);
-            if (rc != CL_OK)
-                rc = cl_seterr(err, errlen, CL_ENOMEM, "token request too large");
+            if (rc == CL_OK) rc = form_field(body, "assertion", jwt.data);
+            if (rc != CL_OK) rc = cl_seterr(err, errlen, CL_ENOMEM, "token request too large");
         }
-        if (jwt.data)
-            memset(jwt.data, 0, jwt.len);
+        if (jwt.data) memset(jwt.data, 0, jwt.len);
         cl_buf_free(&jwt);
         return rc;
     }
     case CL_SF_AUTH_CLIENT_CREDENTIALS:
         rc = form_field(body, "grant_type", "client_credentials");
-        if (rc == CL_OK)
-            rc = form_field(body, "client_id", a->client_id);
-        if (rc == CL_OK)
-            rc = form_field(body, "client_secret", a->client_secret);
+        if (rc == CL_OK) rc = form_field(body, "client_id", a->client_id);
+        if (rc == CL_OK) rc = form_field(body, "client_secret", a->client_secret);
         break;
     case CL_SF_AUTH_REFRESH_TOKEN:
         rc = form_field(body, "grant_type", "refresh_token");
-        if (rc == CL_OK)
-            rc = form_field(body, "client_id", a->client_id);
+        if (rc == CL_OK) rc = form_field(body, "client_id", a->client_id);
         if (rc == CL_OK && a->client_secret)
             rc = form_field(body, "client_secret", a->client_secret);
-        if (rc == CL_OK)
-            rc = form_field(body, "refresh_token", a->refresh_token);
+        if (rc == CL_OK) rc = form_field(body, "refresh_token", a->refresh_token);
         break;
     }
-    if (rc != CL_OK)
-        return cl_seterr(err, errlen, CL_ENOMEM, "token request too large");
+    if (rc != CL_OK) return cl_seterr(err, errlen, CL_ENOMEM, "token request too large");
     return CL_OK;
 }
 
-int cl_sf_token_parse(long http_status, const char *body, size_t len, cl_sf_token *tok,
-                      char *err, size_t errlen)
+int cl_sf_token_parse(long http_status, const char *body, size_t len, cl_sf_token *tok, char *err,
+                      size_t errlen)
 {
     memset(tok, 0, sizeof *tok);
     json_error_t jerr;
@@ -333,8 +310,7 @@ int cl_sf_token_parse(long http_status, const char *body, size_t len, cl_sf_toke
         rc = cl_seterr(err, errlen, CL_EINVAL, "token endpoint: refresh_token too long");
     if (rc == CL_OK) {
         cl_log_add_secret(tok->access_token);
-        if (tok->refresh_token[0])
-            cl_log_add_secret(tok->refresh_token);
+        if (tok->refresh_token[0]) cl_log_add_secret(tok->refresh_token);
     } else {
         memset(tok, 0, sizeof *tok);
     }

@@ -40,8 +40,8 @@ const char *cl_sf_auth_kind_name(cl_sf_auth_kind k);
 
 typedef struct {
     cl_sf_auth_kind kind;
-    const char *login_url;        /* https://login.salesforce.com, test..., or My Domain */
-    const char *audience;         /* JWT aud; NULL: login_url */
+    const char *login_url; /* https://login.salesforce.com, test..., or My Domain */
+    const char *audience;  /* JWT aud; NULL: login_url */
     const char *client_id;
     const char *client_secret;    /* client_credentials; optional for refresh_token */
     const char *username;         /* JWT sub */
@@ -51,7 +51,7 @@ typedef struct {
 
 typedef struct {
     cl_sf_auth_kind kind;
-    char token_url[CL_SF_URL_MAX];  /* <login_url>/services/oauth2/token */
+    char token_url[CL_SF_URL_MAX]; /* <login_url>/services/oauth2/token */
     char audience[CL_SF_URL_MAX];
     char *client_id, *client_secret, *username, *refresh_token;
     EVP_PKEY *key;
@@ -64,8 +64,7 @@ void cl_sf_auth_free(cl_sf_auth *a);
 
 /* Appends a signed compact JWT (header.payload.signature, base64url) to out. */
 int cl_sf_jwt_build(EVP_PKEY *key, const char *client_id, const char *username,
-                    const char *audience, int64_t now_s, cl_buf *out, char *err,
-                    size_t errlen);
+                    const char *audience, int64_t now_s, cl_buf *out, char *err, size_t errlen);
 
 /* The application/x-www-form-urlencoded body of the token request. */
 int cl_sf_auth_request_body(const cl_sf_auth *a, int64_t now_s, cl_buf *body, char *err,
@@ -73,15 +72,15 @@ int cl_sf_auth_request_body(const cl_sf_auth *a, int64_t now_s, cl_buf *body, ch
 
 typedef struct {
     char access_token[CL_SF_TOKEN_MAX];
-    char instance_url[CL_SF_URL_MAX]; /* where the API lives for this org */
+    char instance_url[CL_SF_URL_MAX];    /* where the API lives for this org */
     char refresh_token[CL_SF_TOKEN_MAX]; /* rotated refresh token, "" if none */
 } cl_sf_token;
 
 /* Parses the token endpoint's answer. Non-2xx bodies are {"error","error_description"}
  * and become the message ("token endpoint: HTTP 400 invalid_grant: user hasn't approved
  * this consumer"); the token itself never appears in an error. */
-int cl_sf_token_parse(long http_status, const char *body, size_t len, cl_sf_token *tok,
-                      char *err, size_t errlen);
+int cl_sf_token_parse(long http_status, const char *body, size_t len, cl_sf_token *tok, char *err,
+                      size_t errlen);
 
 /* Tokens travel only over https; plain http is accepted for loopback hosts (the test
  * server) and nothing else. */

@@ -34,15 +34,12 @@ static uint64_t xorshift64(uint64_t *s)
 
 int64_t cl_retry_backoff_ms(const cl_retry_policy *p, int attempt, uint64_t *rng)
 {
-    if (attempt < 1)
-        attempt = 1;
+    if (attempt < 1) attempt = 1;
     int64_t ceiling = p->base_ms > 0 ? p->base_ms : 1;
     for (int i = 1; i < attempt && ceiling < p->max_ms; i++)
         ceiling *= 2;
-    if (ceiling > p->max_ms)
-        ceiling = p->max_ms;
-    if (ceiling <= 0)
-        return 0;
+    if (ceiling > p->max_ms) ceiling = p->max_ms;
+    if (ceiling <= 0) return 0;
     return (int64_t)(xorshift64(rng) % (uint64_t)(ceiling + 1));
 }
 
@@ -61,13 +58,11 @@ int cl_sf_parse_limit_info(const char *value, int64_t *used, int64_t *max)
                     num[k][n++] = *p++;
                 num[k][n] = '\0';
                 if (k == 0) {
-                    if (*p != '/')
-                        return CL_EINVAL;
+                    if (*p != '/') return CL_EINVAL;
                     p++;
                 }
             }
-            if (*p && *p != ',' && *p != ' ' && *p != '\r' && *p != '\n')
-                return CL_EINVAL;
+            if (*p && *p != ',' && *p != ' ' && *p != '\r' && *p != '\n') return CL_EINVAL;
             int64_t u, m;
             if (cl_parse_int64(num[0], &u) != CL_OK || cl_parse_int64(num[1], &m) != CL_OK ||
                 u < 0 || m <= 0)
@@ -84,50 +79,35 @@ int cl_sf_parse_limit_info(const char *value, int64_t *used, int64_t *max)
 cl_sf_verdict cl_sf_classify(long http_status, const char *body, size_t len, char *error_code,
                              size_t codelen, char *message, size_t msglen)
 {
-    if (codelen)
-        error_code[0] = '\0';
-    if (msglen)
-        message[0] = '\0';
-    if (http_status >= 200 && http_status < 300)
-        return CL_SF_VERDICT_OK;
+    if (codelen) error_code[0] = '\0';
+    if (msglen) message[0] = '\0';
+    if (http_status >= 200 && http_status < 300) return CL_SF_VERDICT_OK;
     json_t *root = body && len ? json_loadb(body, len, 0, NULL) : NULL;
     const json_t *e = root;
-    if (json_is_array(root))
-        e = json_array_get(root, 0);
+    if (json_is_array(root)) e = json_array_get(root, 0);
     if (json_is_object(e)) {
         const char *code = json_string_value(json_object_get(e, "errorCode"));
         const char *msg = json_string_value(json_object_get(e, "message"));
-        if (!code)
-            code = json_string_value(json_object_get(e, "error"));
-        if (!msg)
-            msg = json_string_value(json_object_get(e, "error_description"));
-        if (code && codelen)
-            cl_strlcpy(error_code, code, codelen);
-        if (msg && msglen)
-            cl_strlcpy(message, msg, msglen);
+        if (!code) code = json_string_value(json_object_get(e, "error"));
+        if (!msg) msg = json_string_value(json_object_get(e, "error_description"));
+        if (code && codelen) cl_strlcpy(error_code, code, codelen);
+        if (msg && msglen) cl_strlcpy(message, msg, msglen);
     }
     json_decref(root);
-    if (codelen && strcmp(error_code, "INVALID_QUERY_LOCATOR") == 0)
-        return CL_SF_VERDICT_LOCATOR;
-    if (codelen && strcmp(error_code, "REQUEST_LIMIT_EXCEEDED") == 0)
-        return CL_SF_VERDICT_LIMIT;
-    if (http_status == 401)
-        return CL_SF_VERDICT_REAUTH;
-    if (http_status == 429 || http_status >= 500)
-        return CL_SF_VERDICT_RETRY;
+    if (codelen && strcmp(error_code, "INVALID_QUERY_LOCATOR") == 0) return CL_SF_VERDICT_LOCATOR;
+    if (codelen && strcmp(error_code, "REQUEST_LIMIT_EXCEEDED") == 0) return CL_SF_VERDICT_LIMIT;
+    if (http_status == 401) return CL_SF_VERDICT_REAUTH;
+    if (http_status == 429 || http_status >= 500) return CL_SF_VERDICT_RETRY;
     return CL_SF_VERDICT_FATAL;
 }
 
 int cl_sf_next_url_valid(const char *path)
 {
-    if (strncmp(path, "/services/data/", 15) != 0)
-        return 0;
-    if (strlen(path) >= CL_SF_URL_MAX - 64 || strstr(path, ".."))
-        return 0;
+    if (strncmp(path, "/services/data/", 15) != 0) return 0;
+    if (strlen(path) >= CL_SF_URL_MAX - 64 || strstr(path, "..")) return 0;
     for (const char *p = path; *p; p++) {
         unsigned char c = (unsigned char)*p;
-        if (!(isalnum(c) || c == '/' || c == '-' || c == '_' || c == '.'))
-            return 0;
+        if (!(isalnum(c) || c == '/' || c == '-' || c == '_' || c == '.')) return 0;
     }
     return 1;
 }
@@ -140,8 +120,8 @@ int cl_sf_page_parse(const char *body, size_t len, const char *what, cl_sf_page 
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
         return cl_seterr(err, errlen, CL_EINVAL,
-                         "%s: response is not valid JSON (line %d column %d: %s)", what,
-                         jerr.line, jerr.column, jerr.text);
+                         "%s: response is not valid JSON (line %d column %d: %s)", what, jerr.line,
+                         jerr.column, jerr.text);
     json_t *records = json_object_get(root, "records");
     json_t *done = json_object_get(root, "done");
     json_t *total = json_object_get(root, "totalSize");
@@ -201,14 +181,11 @@ static int check_version(const char *v)
 {
     /* "60.0": digits '.' digits, short. */
     size_t n = strlen(v);
-    if (n == 0 || n > 8)
-        return 0;
+    if (n == 0 || n > 8) return 0;
     const char *dot = strchr(v, '.');
-    if (!dot || dot == v || !dot[1])
-        return 0;
+    if (!dot || dot == v || !dot[1]) return 0;
     for (const char *p = v; *p; p++)
-        if (!isdigit((unsigned char)*p) && p != dot)
-            return 0;
+        if (!isdigit((unsigned char)*p) && p != dot) return 0;
     return 1;
 }
 
@@ -221,11 +198,10 @@ int cl_sf_client_new(cl_sf_client **out, const cl_sf_client_settings *s, cl_sf_a
         return cl_seterr(err, errlen, CL_EINVAL,
                          "salesforce.api.version '%.20s' is not of the form 60.0", version);
     if (s->quota_share <= 0 || s->quota_share > 1)
-        return cl_seterr(err, errlen, CL_EINVAL,
-                         "outcomes.api.quota.share %g must be in (0, 1]", s->quota_share);
+        return cl_seterr(err, errlen, CL_EINVAL, "outcomes.api.quota.share %g must be in (0, 1]",
+                         s->quota_share);
     cl_sf_client *c = calloc(1, sizeof *c);
-    if (!c)
-        return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
+    if (!c) return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
     c->curl = curl_easy_init();
     if (!c->curl) {
         free(c);
@@ -245,13 +221,11 @@ int cl_sf_client_new(cl_sf_client **out, const cl_sf_client_settings *s, cl_sf_a
     size_t n = strlen(c->instance_override);
     while (n > 0 && c->instance_override[n - 1] == '/')
         c->instance_override[--n] = '\0';
-    if (s->ca_file)
-        cl_strlcpy(c->ca_file, s->ca_file, sizeof c->ca_file);
+    if (s->ca_file) cl_strlcpy(c->ca_file, s->ca_file, sizeof c->ca_file);
     c->timeout_ms = s->timeout_ms > 0 ? s->timeout_ms : 120000;
     c->connect_timeout_ms = s->connect_timeout_ms > 0 ? s->connect_timeout_ms : 10000;
     c->retry = s->retry;
-    if (c->retry.max_attempts < 1)
-        c->retry.max_attempts = 1;
+    if (c->retry.max_attempts < 1) c->retry.max_attempts = 1;
     c->quota_share = s->quota_share;
     c->batch_size = s->batch_size;
     c->stop_requested = s->stop_requested;
@@ -263,10 +237,8 @@ int cl_sf_client_new(cl_sf_client **out, const cl_sf_client_settings *s, cl_sf_a
 
 void cl_sf_client_free(cl_sf_client *c)
 {
-    if (!c)
-        return;
-    if (c->curl)
-        curl_easy_cleanup(c->curl);
+    if (!c) return;
+    if (c->curl) curl_easy_cleanup(c->curl);
     memset(&c->token, 0, sizeof c->token);
     free(c);
 }
@@ -292,8 +264,7 @@ static size_t header_cb(char *ptr, size_t size, size_t nmemb, void *ud)
     cl_sf_client *c = ud;
     size_t n = size * nmemb;
     const char *colon = memchr(ptr, ':', n);
-    if (!colon)
-        return n;
+    if (!colon) return n;
     size_t namelen = (size_t)(colon - ptr);
     const char *v = colon + 1;
     size_t vlen = n - namelen - 1;
@@ -302,8 +273,7 @@ static size_t header_cb(char *ptr, size_t size, size_t nmemb, void *ud)
     while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' '))
         vlen--;
     char value[HEADER_VALUE_MAX];
-    if (vlen >= sizeof value)
-        return n; /* longer than any value we read: ignore it */
+    if (vlen >= sizeof value) return n; /* longer than any value we read: ignore it */
     memcpy(value, v, vlen);
     value[vlen] = '\0';
     if (namelen == 17 && strncasecmp(ptr, "Sforce-Limit-Info", 17) == 0) {
@@ -321,9 +291,9 @@ static size_t header_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 
 /* One HTTP exchange, no retries. Returns CL_OK with *status set, or a transport error
  * (CL_ETIMEOUT / CL_EIO) with the message in err. */
-static int perform(cl_sf_client *c, const char *method, const char *url,
-                   struct curl_slist *headers, const char *body, size_t bodylen, cl_buf *resp,
-                   long *status, char *err, size_t errlen)
+static int perform(cl_sf_client *c, const char *method, const char *url, struct curl_slist *headers,
+                   const char *body, size_t bodylen, cl_buf *resp, long *status, char *err,
+                   size_t errlen)
 {
     CURL *h = c->curl;
     curl_easy_reset(h);
@@ -345,8 +315,7 @@ static int perform(cl_sf_client *c, const char *method, const char *url,
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L); /* never carry the token elsewhere */
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_USERAGENT, "closedloop-outcomes/" CL_VERSION);
-    if (c->ca_file[0])
-        curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+    if (c->ca_file[0]) curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
     if (strcmp(method, "POST") == 0) {
         curl_easy_setopt(h, CURLOPT_POST, 1L);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, body ? body : "");
@@ -372,8 +341,7 @@ static void describe(const char *method, const char *url, char *out, size_t outl
 {
     const char *path = strstr(url, "://");
     path = path ? strchr(path + 3, '/') : url;
-    if (!path)
-        path = "/";
+    if (!path) path = "/";
     size_t n = strcspn(path, "?");
     snprintf(out, outlen, "%s %.*s", method, (int)(n > 200 ? 200 : n), path);
 }
@@ -383,8 +351,7 @@ static int backoff_sleep(cl_sf_client *c, int attempt)
     int64_t ms = cl_retry_backoff_ms(&c->retry, attempt, &c->rng);
     int64_t until = cl_mono_ms() + ms;
     while (cl_mono_ms() < until) {
-        if (c->stop_requested && c->stop_requested())
-            return CL_ESTOP;
+        if (c->stop_requested && c->stop_requested()) return CL_ESTOP;
         int64_t left = until - cl_mono_ms();
         cl_sleep_ms(left > 100 ? 100 : left);
     }
@@ -403,8 +370,8 @@ int cl_sf_client_authenticate(cl_sf_client *c, char *err, size_t errlen)
     for (int attempt = 1; rc == CL_OK; attempt++) {
         long status = 0;
         char terr[CL_ERRLEN];
-        rc = perform(c, "POST", c->auth->token_url, hdrs, body.data, body.len, &resp, &status,
-                     terr, sizeof terr);
+        rc = perform(c, "POST", c->auth->token_url, hdrs, body.data, body.len, &resp, &status, terr,
+                     sizeof terr);
         if (rc == CL_OK) {
             rc = cl_sf_token_parse(status, resp.data ? resp.data : "", resp.len, &c->token, err,
                                    errlen);
@@ -416,10 +383,8 @@ int cl_sf_client_authenticate(cl_sf_client *c, char *err, size_t errlen)
             cl_seterr(err, errlen, CL_EAGAIN, "token endpoint %s: %s", c->auth->token_url, terr);
             rc = CL_EAGAIN;
         }
-        if (rc != CL_EAGAIN && rc != CL_ETIMEOUT)
-            break;
-        if (attempt >= c->retry.max_attempts)
-            break;
+        if (rc != CL_EAGAIN && rc != CL_ETIMEOUT) break;
+        if (attempt >= c->retry.max_attempts) break;
         cl_log(CL_LOG_WARN, "salesforce_auth_retry", "attempt=%d error=\"%s\"", attempt,
                err ? err : "");
         if (backoff_sleep(c, attempt) != CL_OK) {
@@ -429,8 +394,7 @@ int cl_sf_client_authenticate(cl_sf_client *c, char *err, size_t errlen)
         rc = CL_OK;
     }
     curl_slist_free_all(hdrs);
-    if (body.data)
-        memset(body.data, 0, body.len);
+    if (body.data) memset(body.data, 0, body.len);
     cl_buf_free(&body);
     cl_buf_free(&resp);
     if (rc == CL_OK)
@@ -451,8 +415,7 @@ static int request(cl_sf_client *c, const char *method, const char *path, const 
 {
     int reauthed = 0;
     int rc;
-    if (!c->have_token && (rc = cl_sf_client_authenticate(c, err, errlen)) != CL_OK)
-        return rc;
+    if (!c->have_token && (rc = cl_sf_client_authenticate(c, err, errlen)) != CL_OK) return rc;
     for (int attempt = 1;; attempt++) {
         if (c->stop_requested && c->stop_requested())
             return cl_seterr(err, errlen, CL_ESTOP, "stopped by signal");
@@ -495,14 +458,12 @@ static int request(cl_sf_client *c, const char *method, const char *path, const 
         rc = perform(c, method, ubuf.data, hdrs, body, bodylen, resp, &status, terr, sizeof terr);
         /* curl copied the header lines; wipe the list's copy of the token. */
         for (struct curl_slist *l = hdrs; l; l = l->next)
-            if (strncmp(l->data, "Authorization:", 14) == 0)
-                memset(l->data, 0, strlen(l->data));
+            if (strncmp(l->data, "Authorization:", 14) == 0) memset(l->data, 0, strlen(l->data));
         curl_slist_free_all(hdrs);
         cl_buf_free(&ubuf);
 
         const char *reason = NULL;
-        if (rc == CL_ENOMEM)
-            return cl_seterr(err, errlen, CL_ENOMEM, "%s: %s", what, terr);
+        if (rc == CL_ENOMEM) return cl_seterr(err, errlen, CL_ENOMEM, "%s: %s", what, terr);
         if (rc != CL_OK) {
             reason = rc == CL_ETIMEOUT ? "timeout" : "connection";
             if (rc == CL_ETIMEOUT)
@@ -512,8 +473,8 @@ static int request(cl_sf_client *c, const char *method, const char *path, const 
             cl_seterr(err, errlen, CL_EAGAIN, "%s: %s", what, terr);
         } else {
             char code[64], msg[256];
-            cl_sf_verdict v = cl_sf_classify(status, resp->data, resp->len, code, sizeof code,
-                                             msg, sizeof msg);
+            cl_sf_verdict v =
+                cl_sf_classify(status, resp->data, resp->len, code, sizeof code, msg, sizeof msg);
             switch (v) {
             case CL_SF_VERDICT_OK:
                 *status_out = status;
@@ -523,12 +484,11 @@ static int request(cl_sf_client *c, const char *method, const char *path, const 
                     return cl_seterr(err, errlen, CL_ERR,
                                      "%s: HTTP 401 %s again right after re-authenticating: %s",
                                      what, code[0] ? code : "", msg);
-                cl_log(CL_LOG_INFO, "salesforce_session_expired", "request=\"%s\" code=%s",
-                       what, code[0] ? code : "none");
+                cl_log(CL_LOG_INFO, "salesforce_session_expired", "request=\"%s\" code=%s", what,
+                       code[0] ? code : "none");
                 reauthed = 1;
                 c->stats.reauths++;
-                if ((rc = cl_sf_client_authenticate(c, err, errlen)) != CL_OK)
-                    return rc;
+                if ((rc = cl_sf_client_authenticate(c, err, errlen)) != CL_OK) return rc;
                 attempt--; /* a re-authentication is not a failed attempt */
                 continue;
             case CL_SF_VERDICT_LIMIT:
@@ -537,8 +497,8 @@ static int request(cl_sf_client *c, const char *method, const char *path, const 
                                  "again at the next interval",
                                  what, status, msg);
             case CL_SF_VERDICT_LOCATOR:
-                return cl_seterr(err, errlen, CL_ECONFLICT, "%s: HTTP %ld INVALID_QUERY_LOCATOR: %s",
-                                 what, status, msg);
+                return cl_seterr(err, errlen, CL_ECONFLICT,
+                                 "%s: HTTP %ld INVALID_QUERY_LOCATOR: %s", what, status, msg);
             case CL_SF_VERDICT_FATAL:
                 return cl_seterr(err, errlen, CL_ERR, "%s: HTTP %ld %s: %s", what, status,
                                  code[0] ? code : "(no errorCode)", msg);
@@ -559,8 +519,8 @@ static int request(cl_sf_client *c, const char *method, const char *path, const 
             return cl_seterr(err, errlen, CL_EAGAIN, "%s (gave up after %d attempts)", inner,
                              attempt);
         }
-        cl_log(CL_LOG_WARN, "salesforce_retry", "request=\"%s\" reason=%s attempt=%d", what,
-               reason, attempt);
+        cl_log(CL_LOG_WARN, "salesforce_retry", "request=\"%s\" reason=%s attempt=%d", what, reason,
+               attempt);
         if (backoff_sleep(c, attempt) != CL_OK)
             return cl_seterr(err, errlen, CL_ESTOP, "stopped while backing off");
     }
@@ -572,8 +532,8 @@ static int query_request(cl_sf_client *c, const char *path, const char *what, cl
     cl_buf resp;
     cl_buf_init(&resp, RESPONSE_LIMIT);
     long status;
-    int rc = request(c, "GET", path, NULL, "application/json", NULL, 0, 1, &resp, &status, err,
-                     errlen);
+    int rc =
+        request(c, "GET", path, NULL, "application/json", NULL, 0, 1, &resp, &status, err, errlen);
     if (rc == CL_OK)
         rc = cl_sf_page_parse(resp.data ? resp.data : "", resp.len, what, page, err, errlen);
     cl_buf_free(&resp);
@@ -588,8 +548,7 @@ int cl_sf_query(cl_sf_client *c, const char *soql, int all, cl_sf_page *page, ch
     cl_buf_init(&path, CL_SOQL_MAX_LEN * 3 + 128);
     int rc = cl_buf_printf(&path, "/services/data/v%s/%s?q=", c->api_version,
                            all ? "queryAll" : "query");
-    if (rc == CL_OK)
-        rc = cl_url_encode_append(&path, soql, strlen(soql));
+    if (rc == CL_OK) rc = cl_url_encode_append(&path, soql, strlen(soql));
     if (rc != CL_OK) {
         cl_buf_free(&path);
         return cl_seterr(err, errlen, CL_EINVAL, "SOQL too long for a URL");
@@ -617,37 +576,32 @@ int cl_sf_query_more(cl_sf_client *c, const char *next_url, cl_sf_page *page, ch
 static int valid_job_id(const char *s)
 {
     size_t n = strlen(s);
-    if (n < 15 || n > 18)
-        return 0;
+    if (n < 15 || n > 18) return 0;
     for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)s[i]))
-            return 0;
+        if (!isalnum((unsigned char)s[i])) return 0;
     return 1;
 }
 
-int cl_sf_bulk_create(cl_sf_client *c, const char *soql, char job_id[32], char *err,
-                      size_t errlen)
+int cl_sf_bulk_create(cl_sf_client *c, const char *soql, char job_id[32], char *err, size_t errlen)
 {
     json_t *req = json_pack("{s:s, s:s, s:s, s:s}", "operation", "queryAll", "query", soql,
                             "contentType", "CSV", "lineEnding", "LF");
     char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
     json_decref(req);
-    if (!body)
-        return cl_seterr(err, errlen, CL_EINVAL, "bulk job request could not be encoded");
+    if (!body) return cl_seterr(err, errlen, CL_EINVAL, "bulk job request could not be encoded");
     char path[128];
     snprintf(path, sizeof path, "/services/data/v%s/jobs/query", c->api_version);
     cl_buf resp;
     cl_buf_init(&resp, 1u << 20);
     long status;
-    int rc = request(c, "POST", path, "application/json", "application/json", body, strlen(body),
-                     0, &resp, &status, err, errlen);
+    int rc = request(c, "POST", path, "application/json", "application/json", body, strlen(body), 0,
+                     &resp, &status, err, errlen);
     free(body);
     if (rc == CL_OK) {
         json_t *root = json_loadb(resp.data ? resp.data : "", resp.len, 0, NULL);
         const char *id = json_string_value(json_object_get(root, "id"));
         if (!id || !valid_job_id(id))
-            rc = cl_seterr(err, errlen, CL_EINVAL,
-                           "POST %s: response has no valid job id", path);
+            rc = cl_seterr(err, errlen, CL_EINVAL, "POST %s: response has no valid job id", path);
         else
             cl_strlcpy(job_id, id, 32);
         json_decref(root);
@@ -666,8 +620,8 @@ int cl_sf_bulk_state(cl_sf_client *c, const char *job_id, cl_sf_job_state *state
     cl_buf resp;
     cl_buf_init(&resp, 1u << 20);
     long status;
-    int rc = request(c, "GET", path, NULL, "application/json", NULL, 0, 0, &resp, &status, err,
-                     errlen);
+    int rc =
+        request(c, "GET", path, NULL, "application/json", NULL, 0, 0, &resp, &status, err, errlen);
     if (rc == CL_OK) {
         json_t *root = json_loadb(resp.data ? resp.data : "", resp.len, 0, NULL);
         const char *s = json_string_value(json_object_get(root, "state"));
@@ -693,9 +647,8 @@ int cl_sf_bulk_state(cl_sf_client *c, const char *job_id, cl_sf_job_state *state
     return rc;
 }
 
-int cl_sf_bulk_results(cl_sf_client *c, const char *job_id, const char *locator,
-                       long max_records, cl_buf *csv, char next_locator[128], char *err,
-                       size_t errlen)
+int cl_sf_bulk_results(cl_sf_client *c, const char *job_id, const char *locator, long max_records,
+                       cl_buf *csv, char next_locator[128], char *err, size_t errlen)
 {
     if (!valid_job_id(job_id))
         return cl_seterr(err, errlen, CL_EINVAL, "bulk job id '%.32s' is not valid", job_id);
@@ -705,7 +658,8 @@ int cl_sf_bulk_results(cl_sf_client *c, const char *job_id, const char *locator,
     if (locator && locator[0]) {
         cl_buf enc;
         cl_buf_init(&enc, 512);
-        if (strlen(locator) > 100 || cl_url_encode_append(&enc, locator, strlen(locator)) != CL_OK) {
+        if (strlen(locator) > 100 ||
+            cl_url_encode_append(&enc, locator, strlen(locator)) != CL_OK) {
             cl_buf_free(&enc);
             return cl_seterr(err, errlen, CL_EINVAL, "bulk locator '%.100s' is too long", locator);
         }
@@ -715,8 +669,7 @@ int cl_sf_bulk_results(cl_sf_client *c, const char *job_id, const char *locator,
     cl_buf_reset(csv);
     long status;
     int rc = request(c, "GET", path, NULL, "text/csv", NULL, 0, 0, csv, &status, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     if (!c->hdr_locator_seen)
         return cl_seterr(err, errlen, CL_EINVAL,
                          "GET bulk results of job %s: response has no Sforce-Locator header",

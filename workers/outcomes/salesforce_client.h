@@ -36,9 +36,9 @@
 /* ---- pure pieces (unit-tested without a network) ------------------------------------ */
 
 typedef struct {
-    int max_attempts;  /* total tries per request, >= 1 */
-    int64_t base_ms;   /* first backoff ceiling */
-    int64_t max_ms;    /* backoff ceiling cap */
+    int max_attempts; /* total tries per request, >= 1 */
+    int64_t base_ms;  /* first backoff ceiling */
+    int64_t max_ms;   /* backoff ceiling cap */
 } cl_retry_policy;
 
 /* Full-jitter backoff before retry number `attempt` (1-based): uniform in
@@ -50,10 +50,10 @@ int cl_sf_parse_limit_info(const char *value, int64_t *used, int64_t *max);
 
 typedef enum {
     CL_SF_VERDICT_OK = 0,
-    CL_SF_VERDICT_RETRY,         /* 429, 5xx */
-    CL_SF_VERDICT_REAUTH,        /* 401 */
-    CL_SF_VERDICT_LIMIT,         /* REQUEST_LIMIT_EXCEEDED */
-    CL_SF_VERDICT_LOCATOR,       /* INVALID_QUERY_LOCATOR */
+    CL_SF_VERDICT_RETRY,   /* 429, 5xx */
+    CL_SF_VERDICT_REAUTH,  /* 401 */
+    CL_SF_VERDICT_LIMIT,   /* REQUEST_LIMIT_EXCEEDED */
+    CL_SF_VERDICT_LOCATOR, /* INVALID_QUERY_LOCATOR */
     CL_SF_VERDICT_FATAL,
 } cl_sf_verdict;
 
@@ -67,8 +67,8 @@ cl_sf_verdict cl_sf_classify(long http_status, const char *body, size_t len, cha
 int cl_sf_next_url_valid(const char *path);
 
 typedef struct {
-    json_t *root;     /* owned */
-    json_t *records;  /* borrowed from root: array of record objects */
+    json_t *root;    /* owned */
+    json_t *records; /* borrowed from root: array of record objects */
     int done;
     long total_size;
     char next_url[CL_SF_URL_MAX]; /* "" when done */
@@ -82,14 +82,14 @@ void cl_sf_page_free(cl_sf_page *page);
 /* ---- the client --------------------------------------------------------------------- */
 
 typedef struct {
-    const char *instance_url;  /* NULL/"": use the token's instance_url */
-    const char *api_version;   /* "60.0" */
-    long timeout_ms;           /* whole request */
+    const char *instance_url; /* NULL/"": use the token's instance_url */
+    const char *api_version;  /* "60.0" */
+    long timeout_ms;          /* whole request */
     long connect_timeout_ms;
     cl_retry_policy retry;
-    double quota_share;        /* 0 < share <= 1: stop when used >= share * max */
-    int batch_size;            /* Sforce-Query-Options batchSize (200..2000) */
-    const char *ca_file;       /* optional CA bundle (tests use a private CA) */
+    double quota_share;          /* 0 < share <= 1: stop when used >= share * max */
+    int batch_size;              /* Sforce-Query-Options batchSize (200..2000) */
+    const char *ca_file;         /* optional CA bundle (tests use a private CA) */
     int (*stop_requested)(void); /* e.g. cl_stop_requested: abandon backoff sleeps */
 } cl_sf_client_settings;
 
@@ -128,16 +128,14 @@ typedef enum {
 } cl_sf_job_state;
 
 /* POST jobs/query {"operation":"queryAll","query":soql}; job_id gets the new id. */
-int cl_sf_bulk_create(cl_sf_client *c, const char *soql, char job_id[32], char *err,
-                      size_t errlen);
+int cl_sf_bulk_create(cl_sf_client *c, const char *soql, char job_id[32], char *err, size_t errlen);
 /* GET jobs/query/<id>; on Failed, err holds the job's errorMessage. */
 int cl_sf_bulk_state(cl_sf_client *c, const char *job_id, cl_sf_job_state *state, char *err,
                      size_t errlen);
 /* GET jobs/query/<id>/results?maxRecords=N[&locator=L]: CSV into csv (reset first);
  * next_locator gets Sforce-Locator ("" when it is the string "null": no more pages). */
-int cl_sf_bulk_results(cl_sf_client *c, const char *job_id, const char *locator,
-                       long max_records, cl_buf *csv, char next_locator[128], char *err,
-                       size_t errlen);
+int cl_sf_bulk_results(cl_sf_client *c, const char *job_id, const char *locator, long max_records,
+                       cl_buf *csv, char next_locator[128], char *err, size_t errlen);
 /* DELETE jobs/query/<id>; failures are only logged by the caller. */
 int cl_sf_bulk_delete(cl_sf_client *c, const char *job_id, char *err, size_t errlen);
 

@@ -13,8 +13,7 @@
 /* Length of the UTF-8 sequence starting at s (1..4), or 0 if it is not well formed. */
 static size_t utf8_sequence_length(const unsigned char *s)
 {
-    if (s[0] < 0x80)
-        return 1;
+    if (s[0] < 0x80) return 1;
     size_t n;
     unsigned min;
     unsigned cp;
@@ -28,12 +27,10 @@ static size_t utf8_sequence_length(const unsigned char *s)
         return 0;
     }
     for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
+        if ((s[i] & 0xC0) != 0x80) return 0;
         cp = (cp << 6) | (s[i] & 0x3F);
     }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
     return n;
 }
 
@@ -48,20 +45,35 @@ int cl_soql_append_string_literal(cl_buf *out, const char *in, char *err, size_t
     while (*p) {
         size_t n = utf8_sequence_length(p);
         if (n == 0)
-            return cl_seterr(err, errlen, CL_EINVAL,
-                             "SOQL literal has invalid UTF-8 at byte %zu",
+            return cl_seterr(err, errlen, CL_EINVAL, "SOQL literal has invalid UTF-8 at byte %zu",
                              (size_t)(p - (const unsigned char *)in));
         const char *esc = NULL;
         char hex[8];
         switch (*p) {
-        case '\'': esc = "\\'"; break;
-        case '"': esc = "\\\""; break;
-        case '\\': esc = "\\\\"; break;
-        case '\n': esc = "\\n"; break;
-        case '\r': esc = "\\r"; break;
-        case '\t': esc = "\\t"; break;
-        case '\b': esc = "\\b"; break;
-        case '\f': esc = "\\f"; break;
+        case '\'':
+            esc = "\\'";
+            break;
+        case '"':
+            esc = "\\\"";
+            break;
+        case '\\':
+            esc = "\\\\";
+            break;
+        case '\n':
+            esc = "\\n";
+            break;
+        case '\r':
+            esc = "\\r";
+            break;
+        case '\t':
+            esc = "\\t";
+            break;
+        case '\b':
+            esc = "\\b";
+            break;
+        case '\f':
+            esc = "\\f";
+            break;
         default:
             if (*p < 0x20) {
                 /* SOQL has no escape for other control characters; \uXXXX is accepted. */
@@ -70,8 +82,7 @@ int cl_soql_append_string_literal(cl_buf *out, const char *in, char *err, size_t
             }
         }
         int rc = esc ? cl_buf_append(out, esc, strlen(esc)) : cl_buf_append(out, p, n);
-        if (rc != CL_OK)
-            return cl_seterr(err, errlen, CL_ENOMEM, "SOQL statement too long");
+        if (rc != CL_OK) return cl_seterr(err, errlen, CL_ENOMEM, "SOQL statement too long");
         p += n;
     }
     if (cl_buf_append(out, "'", 1) != CL_OK)
@@ -82,8 +93,7 @@ int cl_soql_append_string_literal(cl_buf *out, const char *in, char *err, size_t
 void cl_soql_format_datetime(int64_t ms, char out[32])
 {
     int64_t s = ms / 1000;
-    if (ms % 1000 < 0)
-        s--;
+    if (ms % 1000 < 0) s--;
     cl_format_timestamp(s * 1000, out); /* "YYYY-MM-DDThh:mm:ss.000Z" */
     char *dot = strchr(out, '.');
     if (dot) {
@@ -106,8 +116,7 @@ int cl_url_encode_append(cl_buf *out, const char *in, size_t len)
             char enc[3] = {'%', hexdig[c >> 4], hexdig[c & 15]};
             rc = cl_buf_append(out, enc, 3);
         }
-        if (rc != CL_OK)
-            return rc;
+        if (rc != CL_OK) return rc;
     }
     return CL_OK;
 }
@@ -139,12 +148,11 @@ int cl_soql_build_pull(const cl_soql_pull *pull, cl_buf *out, char *err, size_t 
      * never opens a gap between pulls. */
     cl_soql_format_datetime(pull->before_ms, before);
     int rc = cl_buf_printf(out, "SELECT %s FROM Opportunity WHERE %s >= %s AND %s < %s",
-                           cl_soql_opportunity_fields(pull->include_currency), field, from,
-                           field, before);
+                           cl_soql_opportunity_fields(pull->include_currency), field, from, field,
+                           before);
     if (rc == CL_OK && pull->extra_where && pull->extra_where[0])
         rc = cl_buf_printf(out, " AND (%s)", pull->extra_where);
-    if (rc == CL_OK)
-        rc = cl_buf_printf(out, " ORDER BY %s ASC, Id ASC", field);
+    if (rc == CL_OK) rc = cl_buf_printf(out, " ORDER BY %s ASC, Id ASC", field);
     if (rc != CL_OK || out->len > CL_SOQL_MAX_LEN)
         return cl_seterr(err, errlen, CL_ENOMEM, "SOQL statement longer than %d characters",
                          CL_SOQL_MAX_LEN);
