@@ -331,6 +331,20 @@ static void env_name(const char *key, char *out, size_t size)
     out[n] = '\0';
 }
 
+/* Variables of the project's scripts (deploy/kafka, tests), not worker options: they
+ * share the CLOSEDLOOP_ prefix and are neither applied nor warned about. */
+static int is_script_variable(const char *name)
+{
+    static const char *const vars[] = {
+        "CLOSEDLOOP_KAFKA_PORT",  "CLOSEDLOOP_KAFKA_CONTROLLER_PORT", "CLOSEDLOOP_KAFKA_DIR",
+        "CLOSEDLOOP_KAFKA_CACHE", "CLOSEDLOOP_KAFKA_HEAP",            "CLOSEDLOOP_KAFKA_START_TIMEOUT",
+        "CLOSEDLOOP_KAFKA_STOP_TIMEOUT",
+    };
+    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++)
+        if (strcmp(name, vars[i]) == 0) return 1;
+    return 0;
+}
+
 static int load_env(cl_config *cfg, char *err, size_t errlen)
 {
     for (char **ep = environ; ep && *ep; ep++) {
@@ -344,7 +358,7 @@ static int load_env(cl_config *cfg, char *err, size_t errlen)
         memcpy(name, kv, nn);
         name[nn] = '\0';
         const char *value = eq + 1;
-        if (strcmp(name, "CLOSEDLOOP_CONFIG") == 0) continue;
+        if (strcmp(name, "CLOSEDLOOP_CONFIG") == 0 || is_script_variable(name)) continue;
         char source[192];
         snprintf(source, sizeof source, "env %.180s", name);
         entry *match = NULL;
@@ -541,6 +555,16 @@ int cl_config_is_set(const cl_config *cfg, const char *key)
 {
     const entry *e = find(cfg, key);
     return e && e->value != NULL;
+}
+
+const char *cl_config_program(const cl_config *cfg)
+{
+    return cfg->program;
+}
+
+const char *cl_config_worker(const cl_config *cfg)
+{
+    return cfg->worker;
 }
 
 const char *cl_config_source(const cl_config *cfg, const char *key)

@@ -20,7 +20,9 @@
  * Errors name the key, the source and the line: "config file /etc/cl.conf line 7:
  * unknown key 'join.bach.size'", "flag --join.batch.size: 'abc' is not an integer".
  * An unknown CLOSEDLOOP_* environment variable only produces a warning, because the
- * environment is shared with other tools (deploy/kafka uses CLOSEDLOOP_KAFKA_PORT).
+ * environment is shared with other tools; the variables of deploy/kafka's scripts
+ * (CLOSEDLOOP_KAFKA_PORT, _CONTROLLER_PORT, _DIR, _CACHE, _HEAP, _START_TIMEOUT,
+ * _STOP_TIMEOUT) are skipped silently.
  *
  * Options flagged CL_OPT_SECRET are registered with the log module's redaction and are
  * shown as "[redacted]" by --print-config. --help is generated from the tables.
@@ -91,6 +93,10 @@ int cl_config_bool(const cl_config *cfg, const char *key);
 int cl_config_is_set(const cl_config *cfg, const char *key);
 /* "default", "file /path line 3", "env CLOSEDLOOP_X", "flag --x" */
 const char *cl_config_source(const cl_config *cfg, const char *key);
+
+/* "closedloop-join" / "join" as given to cl_config_new(). */
+const char *cl_config_program(const cl_config *cfg);
+const char *cl_config_worker(const cl_config *cfg);
 
 /* Positional arguments (e.g. input files). */
 int cl_config_args(const cl_config *cfg, char ***argv_out);
