@@ -74,10 +74,15 @@ void cl_log_add_secret(const char *secret)
     pthread_mutex_lock(&g_log.lock);
     for (size_t i = 0; i < g_log.nsecrets; i++)
         if (strcmp(g_log.secrets[i], secret) == 0) goto out;
-    if (g_log.nsecrets < LOG_SECRETS_MAX) {
-        char *copy = strdup(secret);
-        if (copy) g_log.secrets[g_log.nsecrets++] = copy;
+    char *copy = strdup(secret);
+    if (!copy) goto out;
+    if (g_log.nsecrets == LOG_SECRETS_MAX) {
+        /* Full (e.g. many re-issued tokens): forget the oldest, which expired long ago. */
+        free(g_log.secrets[0]);
+        memmove(g_log.secrets, g_log.secrets + 1, (LOG_SECRETS_MAX - 1) * sizeof *g_log.secrets);
+        g_log.nsecrets--;
     }
+    g_log.secrets[g_log.nsecrets++] = copy;
 out:
     pthread_mutex_unlock(&g_log.lock);
 }

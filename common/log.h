@@ -35,7 +35,8 @@ int cl_log_parse_level(const char *s, cl_log_level *out);
 int cl_log_parse_format(const char *s, cl_log_format *out);
 /* Redirect output (tests); NULL restores stderr. */
 void cl_log_set_stream(FILE *stream);
-/* Mask every occurrence of `secret` (copied; strings shorter than 4 chars are ignored). */
+/* Mask every occurrence of `secret` (copied; strings shorter than 4 chars are ignored).
+ * The newest 32 secrets are kept; registering more forgets the oldest. */
 void cl_log_add_secret(const char *secret);
 int cl_log_enabled(cl_log_level level);
 

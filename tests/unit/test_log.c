@@ -76,6 +76,18 @@ static void test_redaction_by_key_and_secret(void **state)
     assert_non_null(strstr(out, "access_token=[redacted]"));
 }
 
+static void test_newest_secrets_kept(void **state)
+{
+    cl_log_init("outcomes", CL_LOG_INFO, CL_LOG_LOGFMT);
+    char secret[32];
+    for (int i = 0; i < 40; i++) {
+        snprintf(secret, sizeof secret, "token-number-%02d", i);
+        cl_log_add_secret(secret);
+    }
+    cl_log(CL_LOG_INFO, "rotated", "url=%s", "x?sid=token-number-39");
+    assert_null(strstr(output(), "token-number-39"));
+}
+
 static void test_parse_names(void **state)
 {
     cl_log_level l;
@@ -95,6 +107,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_level_filter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redaction_by_key_and_secret, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_newest_secrets_kept, setup, teardown),
         cmocka_unit_test(test_parse_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
