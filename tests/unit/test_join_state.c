@@ -18,7 +18,7 @@
 #define DAY CL_JOIN_DAY_MS
 /* 2025-03-03 and friends, as days since epoch and ms. */
 #define D0 20150
-#define T(day) ((int64_t)(day) * DAY + 6 * 3600 * 1000)
+#define T(day) ((int64_t)(day)*DAY + 6 * 3600 * 1000)
 
 typedef struct {
     cl_join_policy policy;
@@ -51,8 +51,8 @@ static void snap(fixture *f, int64_t offset, const char *id, int64_t t)
     char payload[64];
     int n = snprintf(payload, sizeof payload, "snap:%s", id);
     cl_join_emits_reset(&f->em);
-    assert_int_equal(cl_join_apply_snapshot(&f->st, &f->policy, offset, id, t, payload,
-                                            (size_t)n, &f->em, f->err, sizeof f->err),
+    assert_int_equal(cl_join_apply_snapshot(&f->st, &f->policy, offset, id, t, payload, (size_t)n,
+                                            &f->em, f->err, sizeof f->err),
                      CL_OK);
 }
 
@@ -61,17 +61,16 @@ static void outcome(fixture *f, int64_t offset, int64_t version, int32_t close_d
     char payload[64];
     int n = snprintf(payload, sizeof payload, "outcome:%lld", (long long)version);
     cl_join_emits_reset(&f->em);
-    assert_int_equal(cl_join_apply_outcome(&f->st, &f->policy, offset, version, close_date,
-                                           payload, (size_t)n, &f->em, f->err, sizeof f->err),
+    assert_int_equal(cl_join_apply_outcome(&f->st, &f->policy, offset, version, close_date, payload,
+                                           (size_t)n, &f->em, f->err, sizeof f->err),
                      CL_OK);
 }
 
 static void tombstone(fixture *f, int64_t offset)
 {
     cl_join_emits_reset(&f->em);
-    assert_int_equal(cl_join_apply_tombstone(&f->st, &f->policy, offset, &f->em, f->err,
-                                             sizeof f->err),
-                     CL_OK);
+    assert_int_equal(
+        cl_join_apply_tombstone(&f->st, &f->policy, offset, &f->em, f->err, sizeof f->err), CL_OK);
 }
 
 static const cl_join_emit *find_emit(const cl_join_emits *e, const char *id, int retracted)
@@ -374,21 +373,21 @@ static void rejects_bad_input(void **state)
     char big[CL_JOIN_ID_MAX + 2];
     memset(big, 'a', sizeof big - 1);
     big[sizeof big - 1] = '\0';
-    assert_int_equal(cl_join_apply_snapshot(&f->st, &f->policy, 0, big, 0, "x", 1, &f->em,
-                                            f->err, sizeof f->err),
+    assert_int_equal(cl_join_apply_snapshot(&f->st, &f->policy, 0, big, 0, "x", 1, &f->em, f->err,
+                                            sizeof f->err),
                      CL_EINVAL);
-    assert_int_equal(cl_join_apply_snapshot(&f->st, &f->policy, 0, "", 0, "x", 1, &f->em,
-                                            f->err, sizeof f->err),
+    assert_int_equal(
+        cl_join_apply_snapshot(&f->st, &f->policy, 0, "", 0, "x", 1, &f->em, f->err, sizeof f->err),
+        CL_EINVAL);
+    assert_int_equal(cl_join_apply_snapshot(&f->st, &f->policy, 0, "a", 0, "x", 0, &f->em, f->err,
+                                            sizeof f->err),
                      CL_EINVAL);
-    assert_int_equal(cl_join_apply_snapshot(&f->st, &f->policy, 0, "a", 0, "x", 0, &f->em,
-                                            f->err, sizeof f->err),
-                     CL_EINVAL);
-    assert_int_equal(cl_join_apply_outcome(&f->st, &f->policy, 0, 1, 1, "x", 0, &f->em, f->err,
-                                           sizeof f->err),
-                     CL_EINVAL);
+    assert_int_equal(
+        cl_join_apply_outcome(&f->st, &f->policy, 0, 1, 1, "x", 0, &f->em, f->err, sizeof f->err),
+        CL_EINVAL);
     f->policy.max_snapshots = 0;
-    assert_int_equal(cl_join_apply_snapshot(&f->st, &f->policy, 0, "a", 0, "x", 1, &f->em,
-                                            f->err, sizeof f->err),
+    assert_int_equal(cl_join_apply_snapshot(&f->st, &f->policy, 0, "a", 0, "x", 1, &f->em, f->err,
+                                            sizeof f->err),
                      CL_EINVAL);
     assert_true(cl_join_state_is_empty(&f->st));
 }

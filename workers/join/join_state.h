@@ -62,10 +62,10 @@
 #define CL_JOIN_DAY_MS 86400000LL
 
 typedef struct {
-    uint32_t max_snapshots;     /* keep at most this many per opportunity (1..HARD_MAX) */
-    int64_t max_age_ms;         /* drop snapshots older than newest - max_age */
-    int64_t open_expiry_ms;     /* expire snapshots of still-open opportunities */
-    int64_t unscored_after_ms;  /* count an outcome with no snapshot as unscored */
+    uint32_t max_snapshots;    /* keep at most this many per opportunity (1..HARD_MAX) */
+    int64_t max_age_ms;        /* drop snapshots older than newest - max_age */
+    int64_t open_expiry_ms;    /* expire snapshots of still-open opportunities */
+    int64_t unscored_after_ms; /* count an outcome with no snapshot as unscored */
 } cl_join_policy;
 
 /* 64 snapshots, 730 days, 365 days, 30 days. */
@@ -89,17 +89,17 @@ typedef struct {
     int64_t snapshot_offset; /* highest snapshots-topic offset applied; -1 none */
     int64_t outcome_offset;  /* highest outcomes-topic offset applied; -1 none */
 
-    int has_outcome;        /* an outcome version is stored (possibly retracted) */
-    int outcome_retracted;  /* a tombstone retracted it */
+    int has_outcome;         /* an outcome version is stored (possibly retracted) */
+    int outcome_retracted;   /* a tombstone retracted it */
     int64_t outcome_version; /* system_modstamp of the stored outcome */
-    int64_t version_floor;  /* highest outcome version ever seen (stale filter) */
-    int32_t close_date;     /* days since epoch */
+    int64_t version_floor;   /* highest outcome version ever seen (stale filter) */
+    int32_t close_date;      /* days since epoch */
     uint8_t *outcome_payload;
     size_t outcome_payload_len;
 
-    int unscored;           /* the unscored timer fired and no snapshot came since */
+    int unscored; /* the unscored timer fired and no snapshot came since */
 
-    size_t nsnapshots;      /* sorted by (time_ms, id) ascending */
+    size_t nsnapshots; /* sorted by (time_ms, id) ascending */
     cl_join_snapshot *snapshots;
 } cl_join_state;
 
@@ -153,9 +153,8 @@ int32_t cl_join_day_of(int64_t ms);
 /* Steps. `offset` is the record's offset in its input topic partition. Payloads are
  * copied. They fail only on bad arguments or memory (state unchanged then). */
 int cl_join_apply_snapshot(cl_join_state *s, const cl_join_policy *p, int64_t offset,
-                           const char *snapshot_id, int64_t snapshot_time_ms,
-                           const void *payload, size_t len, cl_join_emits *out, char *err,
-                           size_t errlen);
+                           const char *snapshot_id, int64_t snapshot_time_ms, const void *payload,
+                           size_t len, cl_join_emits *out, char *err, size_t errlen);
 int cl_join_apply_outcome(cl_join_state *s, const cl_join_policy *p, int64_t offset,
                           int64_t version, int32_t close_date, const void *payload, size_t len,
                           cl_join_emits *out, char *err, size_t errlen);
@@ -166,15 +165,13 @@ int cl_join_apply_tombstone(cl_join_state *s, const cl_join_policy *p, int64_t o
 int cl_join_view(const cl_join_state *s, cl_join_emits *out, char *err, size_t errlen);
 
 /* When the state's timer is due and which kind; CL_JOIN_NO_DEADLINE when none. */
-int64_t cl_join_deadline(const cl_join_state *s, const cl_join_policy *p,
-                         cl_join_timer_kind *kind);
+int64_t cl_join_deadline(const cl_join_state *s, const cl_join_policy *p, cl_join_timer_kind *kind);
 /* Fire the timer if watermark >= deadline (otherwise nothing). */
 int cl_join_fire_timer(cl_join_state *s, const cl_join_policy *p, int64_t watermark,
                        cl_join_emits *out, char *err, size_t errlen);
 
 /* Binary form for LMDB and the changelog. decode replaces *s (init or freed first). */
 int cl_join_state_encode(const cl_join_state *s, cl_buf *out, char *err, size_t errlen);
-int cl_join_state_decode(const void *data, size_t len, cl_join_state *s, char *err,
-                         size_t errlen);
+int cl_join_state_decode(const void *data, size_t len, cl_join_state *s, char *err, size_t errlen);
 
 #endif

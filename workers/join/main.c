@@ -58,8 +58,7 @@ int main(int argc, char **argv)
 
     if (cl_config_bool(cfg, "dump-state")) {
         rc = cl_join_dump_state(cfg, stdout, err, sizeof err);
-        if (rc != CL_OK)
-            fprintf(stderr, "closedloop-join: %s\n", err);
+        if (rc != CL_OK) fprintf(stderr, "closedloop-join: %s\n", err);
         cl_config_free(cfg);
         return rc == CL_OK ? 0 : 1;
     }
