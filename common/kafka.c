@@ -369,6 +369,16 @@ int cl_producer_send(cl_producer *p, const char *topic, const void *key, size_t 
                      const void *value, size_t value_len, const cl_kafka_header *headers,
                      size_t nheaders, void *msg_opaque, int queue_wait_ms, char *err, size_t errlen)
 {
+    return cl_producer_send_partition(p, topic, CL_KAFKA_PARTITION_ANY, key, key_len, value,
+                                      value_len, headers, nheaders, msg_opaque, queue_wait_ms,
+                                      err, errlen);
+}
+
+int cl_producer_send_partition(cl_producer *p, const char *topic, int32_t partition,
+                               const void *key, size_t key_len, const void *value,
+                               size_t value_len, const cl_kafka_header *headers, size_t nheaders,
+                               void *msg_opaque, int queue_wait_ms, char *err, size_t errlen)
+{
     rd_kafka_headers_t *hdrs = NULL;
     if (nheaders) {
         hdrs = rd_kafka_headers_new(nheaders);
@@ -386,7 +396,8 @@ int cl_producer_send(cl_producer *p, const char *topic, const void *key, size_t 
     rd_kafka_resp_err_t e;
     for (;;) {
         e = rd_kafka_producev(
-            p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
             RD_KAFKA_V_KEY(key, key ? key_len : 0),
             RD_KAFKA_V_VALUE((void *)value, value ? value_len : 0), RD_KAFKA_V_HEADERS(hdrs),
             RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);

@@ -144,6 +144,14 @@ int cl_producer_send(cl_producer *p, const char *topic, const void *key, size_t 
                      size_t nheaders, void *msg_opaque, int queue_wait_ms, char *err,
                      size_t errlen);
 
+/* The same, to an explicit partition (CL_KAFKA_PARTITION_ANY: the partitioner decides).
+ * For topics that mirror another topic's partitioning, such as join-changelog. */
+#define CL_KAFKA_PARTITION_ANY (-1)
+int cl_producer_send_partition(cl_producer *p, const char *topic, int32_t partition,
+                               const void *key, size_t key_len, const void *value,
+                               size_t value_len, const cl_kafka_header *headers, size_t nheaders,
+                               void *msg_opaque, int queue_wait_ms, char *err, size_t errlen);
+
 /* Serve delivery reports; returns how many events were served. */
 int cl_producer_poll(cl_producer *p, int timeout_ms);
 

@@ -244,22 +244,10 @@ static int send_record(cl_join_worker *w, const char *topic, const char *key, si
 static int send_changelog(cl_join_worker *w, int32_t partition, const char *key, size_t klen,
                           const void *val, size_t vlen, char *err, size_t errlen)
 {
-    rd_kafka_t *rk = cl_producer_handle(w->producer);
-    int64_t deadline = cl_mono_ms() + 30000;
-    for (;;) {
-        rd_kafka_resp_err_t e = rd_kafka_producev(
-            rk, RD_KAFKA_V_TOPIC(w->t_changelog), RD_KAFKA_V_PARTITION(partition),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, klen),
-            RD_KAFKA_V_VALUE((void *)val, val ? vlen : 0), RD_KAFKA_V_OPAQUE(NULL), RD_KAFKA_V_END);
-        if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            cl_prom_counter_add(w->m.out, (const char *[]){w->t_changelog}, 1);
-            return CL_OK;
-        }
-        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || cl_mono_ms() > deadline)
-            return cl_seterr(err, errlen, CL_EAGAIN, "producing to %s [%" PRId32 "]: %s",
-                             w->t_changelog, partition, rd_kafka_err2str(e));
-        rd_kafka_poll(rk, 100);
-    }
+    int rc = cl_producer_send_partition(w->producer, w->t_changelog, partition, key, klen, val,
+                                        val ? vlen : 0, NULL, 0, NULL, 30000, err, errlen);
+    if (rc == CL_OK) cl_prom_counter_add(w->m.out, (const char *[]){w->t_changelog}, 1);
+    return rc;
 }
 
 /* ---- batches ---------------------------------------------------------------------- */
