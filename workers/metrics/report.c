@@ -342,7 +342,7 @@ static void chart_open(out_t *o, const char *title, const char *xlabel, const ch
 
 static void legend(out_t *o, int i, const char *color, const char *label)
 {
-    int x = CW - MR - 170, y = MT + 4 + i * 16;
+    int x = CW - MR - 240, y = MT + 4 + i * 16;
     putf(o, "<rect x=\"%d\" y=\"%d\" width=\"10\" height=\"10\" fill=\"%s\"/>", x, y, color);
     putf(o, "<text x=\"%d\" y=\"%d\">", x + 14, y + 9);
     esc(o, label);
@@ -459,7 +459,7 @@ static void predicted_vs_actual(out_t *o, const cl_eval_set *s, size_t vi,
     put(o, "</table>\n<p class=\"note\">Predicted wins add up each deal's win probability; "
            "if the score is calibrated they match the actual wins. ");
     (void)m;
-    put(o, "a well-ordered score has HIGH above MEDIUM above LOW.</p>\n");
+    put(o, "A well-ordered score has HIGH above MEDIUM above LOW.</p>\n");
 }
 
 static void reliability(out_t *o, const cl_model_metrics *m)
