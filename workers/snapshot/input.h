@@ -8,8 +8,9 @@
  * message such as
  *     runs/run-2025-03-03.csv line 12 column 17 (speed_to_close): '104' is outside 0..100
  * and the reader carries on with the next row, so a run can report every bad row at once.
- * A problem that makes the rest of the file unreadable (a missing required column, a
- * CSV quoting error, a JSON Lines line that is not an object) stops the file instead.
+ * A problem that makes the rest of the file unreadable (a missing or doubled column in
+ * the CSV header, a CSV quoting error) stops the file instead. In JSON Lines every line
+ * stands alone, so a line that is not a JSON object is just a bad row.
  *
  * Column mapping. Each record field is read from the column of the same name unless
  * the mapping (snapshot.columns, "field=Column,field=Column") says otherwise, so
@@ -125,8 +126,7 @@ int cl_snapshot_input_open(cl_snapshot_input **out, const cl_snapshot_input_spec
  *   CL_ENOTFOUND no more rows;
  *   CL_EINVAL    this row is bad (err names file, line and column); call again for
  *                the next one;
- *   CL_ERR       the rest of the input cannot be read (quoting error, a JSON Lines
- *                line that is not an object): stop.
+ *   CL_ERR       the rest of the input cannot be read (a CSV quoting error): stop.
  */
 int cl_snapshot_input_next(cl_snapshot_input *in, cl_snapshot *out, size_t *line, char *err,
                            size_t errlen);
