@@ -11,11 +11,13 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
 
 #include "log.h"
+#include "retry.h"
 #include "util.h"
 
 #define MAX_RESPONSE_BYTES (8u << 20)
@@ -68,8 +70,8 @@ struct cl_registry {
     char *display_url; /* url without userinfo, for messages */
     char *basic_auth;
     char *auth_header; /* "Authorization: Bearer ..." or NULL */
-    int64_t timeout_ms, connect_timeout_ms, backoff_initial_ms, backoff_max_ms, negative_ms;
-    int retries;
+    int64_t timeout_ms, connect_timeout_ms, negative_ms;
+    cl_retry_policy retry;
     char *ca, *cert, *key;
 
     pthread_mutex_t mu;
@@ -80,7 +82,6 @@ struct cl_registry {
     registered_entry registered[MAX_REGISTERED];
     size_t nregistered;
     cl_registry_stats stats;
-    uint64_t rng;
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -177,11 +178,13 @@ int cl_registry_new(cl_registry **out, const cl_registry_opts *o, char *err, siz
     r->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms
                             : r->timeout_ms < 5000    ? r->timeout_ms
                                                       : 5000;
-    r->retries = o->retries > 0 ? o->retries : 0;
-    r->backoff_initial_ms = o->backoff_initial_ms > 0 ? o->backoff_initial_ms : 100;
-    r->backoff_max_ms = o->backoff_max_ms > 0 ? o->backoff_max_ms : 5000;
+    r->retry = (cl_retry_policy){
+        .max_attempts = 1 + (o->retries > 0 ? o->retries : 0),
+        .base_ms = o->backoff_initial_ms > 0 ? o->backoff_initial_ms : 100,
+        .max_ms = o->backoff_max_ms > 0 ? o->backoff_max_ms : 5000,
+        .jitter = CL_RETRY_JITTER_FULL,
+    };
     r->negative_ms = o->negative_cache_ms > 0 ? o->negative_cache_ms : 30000;
-    r->rng = (uint64_t)cl_mono_ns() ^ (uint64_t)(uintptr_t)r;
     *out = r;
     return CL_OK;
 }
@@ -221,38 +224,19 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
     return cl_buf_append(b, data, n) == CL_OK ? n : 0; /* 0 aborts: response too large */
 }
 
-static int transient_curl_error(CURLcode rc)
+/* Captures a Retry-After (seconds or HTTP-date) so a throttling proxy in front of the
+ * registry is obeyed; ud points to the caller's int64_t, -1 when absent. */
+static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
 {
-    switch (rc) {
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_OPERATION_TIMEDOUT:
-    case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_PARTIAL_FILE:
-        return 1;
-    default:
-        return 0;
+    size_t n = size * nmemb;
+    if (n > 12 && n < 96 && strncasecmp(data, "Retry-After:", 12) == 0) {
+        char value[96];
+        memcpy(value, data + 12, n - 12);
+        value[n - 12] = '\0';
+        int64_t ms;
+        if (cl_retry_parse_retry_after(value, cl_now_ms(), &ms) == CL_OK) *(int64_t *)ud = ms;
     }
-}
-
-/* Backoff before attempt n (n >= 1): half the exponential step fixed, half random
- * ("equal jitter"), so that many workers restarting together spread out but none
- * retries immediately. */
-static int64_t backoff_ms(cl_registry *reg, int attempt)
-{
-    int64_t step = reg->backoff_initial_ms;
-    for (int i = 1; i < attempt && step < reg->backoff_max_ms; i++)
-        step *= 2;
-    if (step > reg->backoff_max_ms) step = reg->backoff_max_ms;
-    pthread_mutex_lock(&reg->mu);
-    reg->rng ^= reg->rng << 13;
-    reg->rng ^= reg->rng >> 7;
-    reg->rng ^= reg->rng << 17;
-    uint64_t r = reg->rng;
-    pthread_mutex_unlock(&reg->mu);
-    return step / 2 + (int64_t)(r % (uint64_t)(step / 2 + 1));
+    return n;
 }
 
 /* The registry's error body is {"error_code": 40403, "message": "..."}. */
@@ -288,9 +272,14 @@ static int http_call(cl_registry *reg, const char *method, const char *path, con
 
     int rc = CL_EAGAIN;
     char last[CL_ERRLEN] = "";
-    for (int attempt = 0; attempt <= reg->retries; attempt++) {
+    cl_retry retry;
+    cl_retry_begin(&retry, &reg->retry, 0, cl_mono_ms());
+    int64_t retry_after_ms = -1;
+    for (int attempt = 0;; attempt++) {
         if (attempt > 0) {
-            cl_sleep_ms(backoff_ms(reg, attempt));
+            int64_t delay;
+            if (cl_retry_next(&retry, cl_mono_ms(), retry_after_ms, &delay) != CL_OK) break;
+            cl_sleep_ms(delay);
             pthread_mutex_lock(&reg->mu);
             reg->stats.retries++;
             pthread_mutex_unlock(&reg->mu);
@@ -314,6 +303,9 @@ static int http_call(cl_registry *reg, const char *method, const char *path, con
         curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
         curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
         curl_easy_setopt(curl, CURLOPT_WRITEDATA, body);
+        retry_after_ms = -1;
+        curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(curl, CURLOPT_HEADERDATA, &retry_after_ms);
         curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_err);
         curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)reg->timeout_ms);
@@ -343,14 +335,14 @@ static int http_call(cl_registry *reg, const char *method, const char *path, con
         if (cr != CURLE_OK) {
             snprintf(last, sizeof last, "%s", curl_err[0] ? curl_err : curl_easy_strerror(cr));
             rc = cr == CURLE_OPERATION_TIMEDOUT ? CL_ETIMEOUT : CL_EAGAIN;
-            if (!transient_curl_error(cr)) {
+            if (!cl_retry_curl_transient((int)cr)) {
                 rc = cl_seterr(err, errlen, CL_EIO, "schema registry %s %s: %s", method, display,
                                last);
                 break;
             }
             continue;
         }
-        if (code == 429 || code >= 500) {
+        if (cl_retry_http_status_transient(code)) {
             char detail[300];
             describe_error_body(body, detail, sizeof detail);
             snprintf(last, sizeof last, "HTTP %ld%s", code, detail);
@@ -364,7 +356,7 @@ static int http_call(cl_registry *reg, const char *method, const char *path, con
     curl_slist_free_all(headers);
     if (rc == CL_EAGAIN || rc == CL_ETIMEOUT)
         cl_seterr(err, errlen, rc, "schema registry %s %s: %s after %d attempt%s; retry later",
-                  method, display, last, reg->retries + 1, reg->retries ? "s" : "");
+                  method, display, last, retry.attempts, retry.attempts == 1 ? "" : "s");
     return rc;
 }
 

@@ -23,26 +23,6 @@
 
 /* ---- pure pieces --------------------------------------------------------------------- */
 
-static uint64_t xorshift64(uint64_t *s)
-{
-    uint64_t x = *s ? *s : 0x9E3779B97F4A7C15ull;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
-
-int64_t cl_retry_backoff_ms(const cl_retry_policy *p, int attempt, uint64_t *rng)
-{
-    if (attempt < 1) attempt = 1;
-    int64_t ceiling = p->base_ms > 0 ? p->base_ms : 1;
-    for (int i = 1; i < attempt && ceiling < p->max_ms; i++)
-        ceiling *= 2;
-    if (ceiling > p->max_ms) ceiling = p->max_ms;
-    if (ceiling <= 0) return 0;
-    return (int64_t)(xorshift64(rng) % (uint64_t)(ceiling + 1));
-}
-
 int cl_sf_parse_limit_info(const char *value, int64_t *used, int64_t *max)
 {
     const char *p = value;
@@ -97,7 +77,7 @@ cl_sf_verdict cl_sf_classify(long http_status, const char *body, size_t len, cha
     if (codelen && strcmp(error_code, "INVALID_QUERY_LOCATOR") == 0) return CL_SF_VERDICT_LOCATOR;
     if (codelen && strcmp(error_code, "REQUEST_LIMIT_EXCEEDED") == 0) return CL_SF_VERDICT_LIMIT;
     if (http_status == 401) return CL_SF_VERDICT_REAUTH;
-    if (http_status == 429 || http_status >= 500) return CL_SF_VERDICT_RETRY;
+    if (cl_retry_http_status_transient(http_status)) return CL_SF_VERDICT_RETRY;
     return CL_SF_VERDICT_FATAL;
 }
 
@@ -170,11 +150,12 @@ struct cl_sf_client {
     int batch_size;
     char ca_file[CL_SF_URL_MAX];
     int (*stop_requested)(void);
-    uint64_t rng;
     cl_sf_client_stats stats;
-    /* per-response header captures */
+    /* per-response captures */
     char hdr_locator[HEADER_VALUE_MAX];
     int hdr_locator_seen;
+    int64_t retry_after_ms; /* -1: the response had no (valid) Retry-After */
+    int curl_code;          /* CURLcode of the last exchange */
 };
 
 static int check_version(const char *v)
@@ -225,11 +206,9 @@ int cl_sf_client_new(cl_sf_client **out, const cl_sf_client_settings *s, cl_sf_a
     c->timeout_ms = s->timeout_ms > 0 ? s->timeout_ms : 120000;
     c->connect_timeout_ms = s->connect_timeout_ms > 0 ? s->connect_timeout_ms : 10000;
     c->retry = s->retry;
-    if (c->retry.max_attempts < 1) c->retry.max_attempts = 1;
     c->quota_share = s->quota_share;
     c->batch_size = s->batch_size;
     c->stop_requested = s->stop_requested;
-    c->rng = (uint64_t)cl_mono_ns() ^ ((uint64_t)(uintptr_t)c << 17);
     c->stats.quota_used = c->stats.quota_max = -1;
     *out = c;
     return CL_OK;
@@ -285,6 +264,9 @@ static size_t header_cb(char *ptr, size_t size, size_t nmemb, void *ud)
     } else if (namelen == 14 && strncasecmp(ptr, "Sforce-Locator", 14) == 0) {
         cl_strlcpy(c->hdr_locator, value, sizeof c->hdr_locator);
         c->hdr_locator_seen = 1;
+    } else if (namelen == 11 && strncasecmp(ptr, "Retry-After", 11) == 0) {
+        int64_t ms;
+        if (cl_retry_parse_retry_after(value, cl_now_ms(), &ms) == CL_OK) c->retry_after_ms = ms;
     }
     return n;
 }
@@ -300,6 +282,7 @@ static int perform(cl_sf_client *c, const char *method, const char *url, struct 
     cl_buf_reset(resp);
     c->hdr_locator[0] = '\0';
     c->hdr_locator_seen = 0;
+    c->retry_after_ms = -1;
     char curl_err[CURL_ERROR_SIZE] = "";
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
@@ -325,6 +308,7 @@ static int perform(cl_sf_client *c, const char *method, const char *url, struct 
     }
     c->stats.api_calls++;
     CURLcode rc = curl_easy_perform(h);
+    c->curl_code = (int)rc;
     if (rc != CURLE_OK) {
         int st = rc == CURLE_OPERATION_TIMEDOUT ? CL_ETIMEOUT : CL_EIO;
         if (rc == CURLE_WRITE_ERROR && resp->len >= RESPONSE_LIMIT - 65536)
@@ -346,16 +330,19 @@ static void describe(const char *method, const char *url, char *out, size_t outl
     snprintf(out, outlen, "%s %.*s", method, (int)(n > 200 ? 200 : n), path);
 }
 
-static int backoff_sleep(cl_sf_client *c, int attempt)
+/* After a failed try: asks the policy for another try and sleeps its delay (the
+ * server's Retry-After of the last response, if any, is the floor). CL_OK: try again;
+ * CL_EAGAIN / CL_ETIMEOUT: the tries or the deadline are used up; CL_ESTOP: a stop
+ * was requested while waiting. */
+static int backoff_sleep(cl_sf_client *c, cl_retry *retry, const char *event, const char *what,
+                         const char *reason)
 {
-    int64_t ms = cl_retry_backoff_ms(&c->retry, attempt, &c->rng);
-    int64_t until = cl_mono_ms() + ms;
-    while (cl_mono_ms() < until) {
-        if (c->stop_requested && c->stop_requested()) return CL_ESTOP;
-        int64_t left = until - cl_mono_ms();
-        cl_sleep_ms(left > 100 ? 100 : left);
-    }
-    return CL_OK;
+    int64_t ms;
+    int rc = cl_retry_next(retry, cl_mono_ms(), c->retry_after_ms, &ms);
+    if (rc != CL_OK) return rc;
+    cl_log(CL_LOG_WARN, event, "request=\"%s\" reason=%s attempt=%d delay_ms=%lld", what, reason,
+           retry->attempts, (long long)ms);
+    return cl_retry_sleep(ms, c->stop_requested);
 }
 
 int cl_sf_client_authenticate(cl_sf_client *c, char *err, size_t errlen)
@@ -367,9 +354,12 @@ int cl_sf_client_authenticate(cl_sf_client *c, char *err, size_t errlen)
     struct curl_slist *hdrs = NULL;
     hdrs = curl_slist_append(hdrs, "Content-Type: application/x-www-form-urlencoded");
     hdrs = curl_slist_append(hdrs, "Accept: application/json");
-    for (int attempt = 1; rc == CL_OK; attempt++) {
+    cl_retry retry;
+    cl_retry_begin(&retry, &c->retry, 0, cl_mono_ms());
+    while (rc == CL_OK) {
         long status = 0;
         char terr[CL_ERRLEN];
+        const char *reason = "transport";
         rc = perform(c, "POST", c->auth->token_url, hdrs, body.data, body.len, &resp, &status, terr,
                      sizeof terr);
         if (rc == CL_OK) {
@@ -379,18 +369,21 @@ int cl_sf_client_authenticate(cl_sf_client *c, char *err, size_t errlen)
                 c->have_token = 1;
                 break;
             }
+            reason = "http";
+        } else if (rc != CL_ENOMEM && cl_retry_curl_transient(c->curl_code)) {
+            rc = cl_seterr(err, errlen, CL_EAGAIN, "token endpoint %s: %s", c->auth->token_url,
+                           terr);
         } else {
-            cl_seterr(err, errlen, CL_EAGAIN, "token endpoint %s: %s", c->auth->token_url, terr);
-            rc = CL_EAGAIN;
+            rc = cl_seterr(err, errlen, rc == CL_ENOMEM ? CL_ENOMEM : CL_EIO,
+                           "token endpoint %s: %s", c->auth->token_url, terr);
         }
         if (rc != CL_EAGAIN && rc != CL_ETIMEOUT) break;
-        if (attempt >= c->retry.max_attempts) break;
-        cl_log(CL_LOG_WARN, "salesforce_auth_retry", "attempt=%d error=\"%s\"", attempt,
-               err ? err : "");
-        if (backoff_sleep(c, attempt) != CL_OK) {
+        int b = backoff_sleep(c, &retry, "salesforce_auth_retry", "POST token", reason);
+        if (b == CL_ESTOP) {
             rc = cl_seterr(err, errlen, CL_ESTOP, "stopped while retrying authentication");
             break;
         }
+        if (b != CL_OK) break; /* out of tries: err holds the last failure */
         rc = CL_OK;
     }
     curl_slist_free_all(hdrs);
@@ -416,7 +409,9 @@ static int request(cl_sf_client *c, const char *method, const char *path, const 
     int reauthed = 0;
     int rc;
     if (!c->have_token && (rc = cl_sf_client_authenticate(c, err, errlen)) != CL_OK) return rc;
-    for (int attempt = 1;; attempt++) {
+    cl_retry retry;
+    cl_retry_begin(&retry, &c->retry, 0, cl_mono_ms());
+    for (;;) {
         if (c->stop_requested && c->stop_requested())
             return cl_seterr(err, errlen, CL_ESTOP, "stopped by signal");
         if (c->stats.quota_max > 0 &&
@@ -464,6 +459,8 @@ static int request(cl_sf_client *c, const char *method, const char *path, const 
 
         const char *reason = NULL;
         if (rc == CL_ENOMEM) return cl_seterr(err, errlen, CL_ENOMEM, "%s: %s", what, terr);
+        if (rc != CL_OK && !cl_retry_curl_transient(c->curl_code))
+            return cl_seterr(err, errlen, CL_EIO, "%s: %s", what, terr);
         if (rc != CL_OK) {
             reason = rc == CL_ETIMEOUT ? "timeout" : "connection";
             if (rc == CL_ETIMEOUT)
@@ -489,8 +486,7 @@ static int request(cl_sf_client *c, const char *method, const char *path, const 
                 reauthed = 1;
                 c->stats.reauths++;
                 if ((rc = cl_sf_client_authenticate(c, err, errlen)) != CL_OK) return rc;
-                attempt--; /* a re-authentication is not a failed attempt */
-                continue;
+                continue; /* a re-authentication is not a failed try */
             case CL_SF_VERDICT_LIMIT:
                 return cl_seterr(err, errlen, CL_ESTOP,
                                  "%s: HTTP %ld REQUEST_LIMIT_EXCEEDED: %s; state kept, pulling "
@@ -503,26 +499,31 @@ static int request(cl_sf_client *c, const char *method, const char *path, const 
                 return cl_seterr(err, errlen, CL_ERR, "%s: HTTP %ld %s: %s", what, status,
                                  code[0] ? code : "(no errorCode)", msg);
             case CL_SF_VERDICT_RETRY:
-                reason = status == 429 ? "http_429" : "http_5xx";
-                if (status == 429)
+                /* 425 Too Early counts with 429 (both mean "not now"), 408 with the
+                 * timeouts. */
+                if (status == 429 || status == 425) {
+                    reason = "http_429";
                     c->stats.retries_http_429++;
-                else
+                } else if (status == 408) {
+                    reason = "timeout";
+                    c->stats.retries_timeout++;
+                } else {
+                    reason = "http_5xx";
                     c->stats.retries_http_5xx++;
+                }
                 cl_seterr(err, errlen, CL_EAGAIN, "%s: HTTP %ld %s: %s", what, status,
                           code[0] ? code : "(no errorCode)", msg);
                 break;
             }
         }
-        if (attempt >= c->retry.max_attempts) {
+        int b = backoff_sleep(c, &retry, "salesforce_retry", what, reason);
+        if (b == CL_ESTOP) return cl_seterr(err, errlen, CL_ESTOP, "stopped while backing off");
+        if (b != CL_OK) {
             char inner[CL_ERRLEN];
             cl_strlcpy(inner, err ? err : "", sizeof inner);
-            return cl_seterr(err, errlen, CL_EAGAIN, "%s (gave up after %d attempts)", inner,
-                             attempt);
+            return cl_seterr(err, errlen, CL_EAGAIN, "%s (gave up after %d attempts%s)", inner,
+                             retry.attempts, b == CL_ETIMEOUT ? ", deadline reached" : "");
         }
-        cl_log(CL_LOG_WARN, "salesforce_retry", "request=\"%s\" reason=%s attempt=%d", what, reason,
-               attempt);
-        if (backoff_sleep(c, attempt) != CL_OK)
-            return cl_seterr(err, errlen, CL_ESTOP, "stopped while backing off");
     }
 }
 

@@ -10,8 +10,10 @@
  *   403 REQUEST_LIMIT_EXCEEDED        stop (CL_ESTOP): keep state, try at the next poll
  *   INVALID_QUERY_LOCATOR             CL_ECONFLICT: the caller restarts the query from
  *                                     its last acknowledged record
- *   429, 5xx, timeouts, resets        retry with exponential backoff and full jitter, up
- *                                     to retry.max.attempts, then CL_EAGAIN
+ *   408, 425, 429, 5xx (not 501),     retry with exponential backoff and full jitter
+ *   timeouts, resets, DNS failures    (common/retry.h), up to retry.max.attempts, then
+ *                                     CL_EAGAIN; other transport errors (TLS
+ *                                     verification, bad URL) fail at once
  *   anything else                     CL_ERR with "GET <path>: HTTP 400 MALFORMED_QUERY: ..."
  * Sforce-Limit-Info ("api-usage=25/15000") is read from every response; before each
  * request the client refuses (CL_ESTOP) once the configured share of the daily quota
@@ -30,27 +32,22 @@
 
 #include <jansson.h>
 
+#include "retry.h"
 #include "salesforce_auth.h"
 #include "util.h"
 
 /* ---- pure pieces (unit-tested without a network) ------------------------------------ */
 
-typedef struct {
-    int max_attempts; /* total tries per request, >= 1 */
-    int64_t base_ms;  /* first backoff ceiling */
-    int64_t max_ms;   /* backoff ceiling cap */
-} cl_retry_policy;
-
-/* Full-jitter backoff before retry number `attempt` (1-based): uniform in
- * [0, min(max_ms, base_ms * 2^(attempt-1))]. *rng is a xorshift state (non-zero). */
-int64_t cl_retry_backoff_ms(const cl_retry_policy *p, int attempt, uint64_t *rng);
+/* Retries follow the one closedloop policy (common/retry.h): cl_retry_policy and
+ * cl_retry_backoff_ms come from there. A Retry-After the server sends is honoured up
+ * to the policy's cap. */
 
 /* "api-usage=25/15000" (possibly among other comma-separated items) -> used, max. */
 int cl_sf_parse_limit_info(const char *value, int64_t *used, int64_t *max);
 
 typedef enum {
     CL_SF_VERDICT_OK = 0,
-    CL_SF_VERDICT_RETRY,   /* 429, 5xx */
+    CL_SF_VERDICT_RETRY,   /* cl_retry_http_status_transient: 408, 425, 429, 5xx but 501 */
     CL_SF_VERDICT_REAUTH,  /* 401 */
     CL_SF_VERDICT_LIMIT,   /* REQUEST_LIMIT_EXCEEDED */
     CL_SF_VERDICT_LOCATOR, /* INVALID_QUERY_LOCATOR */
