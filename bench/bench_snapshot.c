@@ -46,7 +46,8 @@ static rd_kafka_t *client(rd_kafka_type_t type, const char *brokers)
 {
     char err[512];
     rd_kafka_conf_t *c = rd_kafka_conf_new();
-    int ok = rd_kafka_conf_set(c, "bootstrap.servers", brokers, err, sizeof err) == RD_KAFKA_CONF_OK;
+    int ok =
+        rd_kafka_conf_set(c, "bootstrap.servers", brokers, err, sizeof err) == RD_KAFKA_CONF_OK;
     if (type == RD_KAFKA_PRODUCER) {
         ok = ok && rd_kafka_conf_set(c, "acks", "all", err, sizeof err) == RD_KAFKA_CONF_OK &&
              rd_kafka_conf_set(c, "enable.idempotence", "true", err, sizeof err) ==
@@ -105,8 +106,7 @@ int main(int argc, char **argv)
     int eofs = 0;
     while (eofs < nparts) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 1000);
-        if (!m)
-            continue;
+        if (!m) continue;
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
             eofs++;
         } else if (m->err) {
@@ -115,16 +115,14 @@ int main(int argc, char **argv)
             if (n == cap) {
                 cap = cap ? cap * 2 : 65536;
                 recs = realloc(recs, cap * sizeof *recs);
-                if (!recs)
-                    return 1;
+                if (!recs) return 1;
             }
             record *r = &recs[n++];
             r->key_len = m->key_len;
             r->value_len = m->len;
             r->key = malloc(m->key_len + 1);
             r->value = malloc(m->len + 1);
-            if (!r->key || !r->value)
-                return 1;
+            if (!r->key || !r->value) return 1;
             memcpy(r->key, m->key, m->key_len);
             memcpy(r->value, m->payload, m->len);
             bytes += m->key_len + m->len;

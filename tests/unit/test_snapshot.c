@@ -45,8 +45,7 @@ static void open_reader(reader *r, const char *text, const char *name, const cha
     r->data = strdup(text);
     int rc = cl_snapshot_input_open(&r->in, &r->spec, name, r->data, strlen(r->data),
                                     CL_SNAPSHOT_FORMAT_AUTO, NULL, err, sizeof err);
-    if (rc != CL_OK)
-        fail_msg("open: %s", err);
+    if (rc != CL_OK) fail_msg("open: %s", err);
 }
 
 static void close_reader(reader *r)
@@ -81,7 +80,7 @@ static void test_csv_good_row(void **state)
     assert_string_equal(s.opportunity_id, "006A");
     assert_string_equal(s.stage, "Proposal");
     assert_string_equal(s.currency, "USD"); /* empty: the schema default */
-    assert_string_equal(s.lead_source, "");  /* empty: null */
+    assert_string_equal(s.lead_source, ""); /* empty: null */
     assert_true(s.amount.present);
     assert_true(s.amount.value == 1000.5);
     assert_true(s.days_in_stage.present);
@@ -107,8 +106,7 @@ static void with_cell(int n, const char *value, char *out, size_t outlen)
             o += (size_t)snprintf(out + o, outlen - o, "%s", value);
         else
             o += (size_t)snprintf(out + o, outlen - o, "%.*s", (int)(e - p), p);
-        if (*e == ',')
-            o += (size_t)snprintf(out + o, outlen - o, ",");
+        if (*e == ',') o += (size_t)snprintf(out + o, outlen - o, ",");
         p = *e == ',' ? e + 1 : e;
     }
     snprintf(out + o, outlen - o, "\n");
@@ -261,18 +259,18 @@ static void test_column_mapping_attributes_features(void **state)
     cl_snapshot_input_spec_free(&spec);
 
     /* Spec errors name the option. */
-    assert_int_equal(cl_snapshot_input_spec_init(&spec, "nosuch=X", NULL, NULL, NULL, err,
-                                                 sizeof err),
-                     CL_EINVAL);
+    assert_int_equal(
+        cl_snapshot_input_spec_init(&spec, "nosuch=X", NULL, NULL, NULL, err, sizeof err),
+        CL_EINVAL);
     assert_non_null(strstr(err, "'nosuch' is not a snapshot field"));
     assert_int_equal(cl_snapshot_input_spec_init(&spec, "stage", NULL, NULL, NULL, err, sizeof err),
                      CL_EINVAL);
-    assert_int_equal(cl_snapshot_input_spec_init(&spec, "stage=A,stage=B", NULL, NULL, NULL, err,
-                                                 sizeof err),
-                     CL_EINVAL);
-    assert_int_equal(cl_snapshot_input_spec_init(&spec, "stage=type", NULL, NULL, NULL, err,
-                                                 sizeof err),
-                     CL_EINVAL);
+    assert_int_equal(
+        cl_snapshot_input_spec_init(&spec, "stage=A,stage=B", NULL, NULL, NULL, err, sizeof err),
+        CL_EINVAL);
+    assert_int_equal(
+        cl_snapshot_input_spec_init(&spec, "stage=type", NULL, NULL, NULL, err, sizeof err),
+        CL_EINVAL);
     assert_non_null(strstr(err, "feeds both"));
     assert_int_equal(cl_snapshot_input_spec_init(&spec, NULL, "stage", NULL, NULL, err, sizeof err),
                      CL_EINVAL);
@@ -321,7 +319,8 @@ static void test_jsonl(void **state)
     assert_int_equal(cl_snapshot_input_next(in, &s, &line, err, sizeof err), CL_EINVAL);
     assert_non_null(strstr(err, "j.jsonl line 4: not a JSON object"));
     assert_int_equal(cl_snapshot_input_next(in, &s, &line, err, sizeof err), CL_EINVAL);
-    assert_non_null(strstr(err, "j.jsonl line 5 key \"stage\": must be a string, a number or null"));
+    assert_non_null(
+        strstr(err, "j.jsonl line 5 key \"stage\": must be a string, a number or null"));
     assert_int_equal(cl_snapshot_input_next(in, &s, &line, err, sizeof err), CL_EINVAL);
     assert_non_null(strstr(err, "j.jsonl line 6 key \"stage\": is missing"));
     assert_int_equal(cl_snapshot_input_next(in, &s, &line, err, sizeof err), CL_EINVAL);
@@ -365,8 +364,7 @@ static void active_versions(const cl_weights_book *b, const char *only, char *ou
         o += (size_t)snprintf(out + o, outlen - o, "%s%s:%lld:%s", i ? " " : "", act[i]->model,
                               (long long)act[i]->version,
                               act[i]->status == CL_MODEL_CHALLENGER ? "challenger" : "champion");
-    if (dropped)
-        snprintf(out + o, outlen - o, " +%zu", dropped);
+    if (dropped) snprintf(out + o, outlen - o, " +%zu", dropped);
 }
 
 static void expect_active(const cl_weights_book *b, const char *only, const char *expected)

@@ -14,12 +14,30 @@
 #include "util.h"
 
 const char *const cl_snapshot_field_names[CL_SF_COUNT] = {
-    "run_id",         "snapshot_time",     "opportunity_id", "account_id",
-    "owner_id",       "stage",             "amount",         "currency",
-    "created_date",   "expected_close_date", "days_in_stage", "segment",
-    "region",         "product",           "lead_source",    "type",
-    "speed_to_close", "largest_deal",      "product_mix",    "upsell_instances",
-    "win_rate",       "recency",           "opportunity_score", "account_score",
+    "run_id",
+    "snapshot_time",
+    "opportunity_id",
+    "account_id",
+    "owner_id",
+    "stage",
+    "amount",
+    "currency",
+    "created_date",
+    "expected_close_date",
+    "days_in_stage",
+    "segment",
+    "region",
+    "product",
+    "lead_source",
+    "type",
+    "speed_to_close",
+    "largest_deal",
+    "product_mix",
+    "upsell_instances",
+    "win_rate",
+    "recency",
+    "opportunity_score",
+    "account_score",
 };
 
 /* A JSON Lines line longer than this is rejected without being parsed. */
@@ -77,9 +95,12 @@ int cl_snapshot_format_parse(const char *s, cl_snapshot_format *out)
 const char *cl_snapshot_format_name(cl_snapshot_format f)
 {
     switch (f) {
-    case CL_SNAPSHOT_FORMAT_AUTO: return "auto";
-    case CL_SNAPSHOT_FORMAT_CSV: return "csv";
-    case CL_SNAPSHOT_FORMAT_JSONL: return "jsonl";
+    case CL_SNAPSHOT_FORMAT_AUTO:
+        return "auto";
+    case CL_SNAPSHOT_FORMAT_CSV:
+        return "csv";
+    case CL_SNAPSHOT_FORMAT_JSONL:
+        return "jsonl";
     }
     return "?";
 }
@@ -92,14 +113,12 @@ static int ends_with(const char *s, const char *suffix)
 
 cl_snapshot_format cl_snapshot_format_detect(const char *name, const char *data, size_t len)
 {
-    if (name && (ends_with(name, ".jsonl") || ends_with(name, ".ndjson") ||
-                 ends_with(name, ".json")))
+    if (name &&
+        (ends_with(name, ".jsonl") || ends_with(name, ".ndjson") || ends_with(name, ".json")))
         return CL_SNAPSHOT_FORMAT_JSONL;
-    if (name && ends_with(name, ".csv"))
-        return CL_SNAPSHOT_FORMAT_CSV;
+    if (name && ends_with(name, ".csv")) return CL_SNAPSHOT_FORMAT_CSV;
     size_t i = 0;
-    if (len >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0)
-        i = 3;
+    if (len >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0) i = 3;
     while (i < len && (data[i] == ' ' || data[i] == '\t' || data[i] == '\r' || data[i] == '\n'))
         i++;
     return i < len && data[i] == '{' ? CL_SNAPSHOT_FORMAT_JSONL : CL_SNAPSHOT_FORMAT_CSV;
@@ -133,8 +152,7 @@ static int field_index(const char *name, size_t len)
 static int next_item(const char **p, const char **start, size_t *len)
 {
     const char *s = *p;
-    if (!s || !*s)
-        return 0;
+    if (!s || !*s) return 0;
     const char *comma = strchr(s, ',');
     const char *e = comma ? comma : s + strlen(s);
     *p = comma ? comma + 1 : e;
@@ -154,11 +172,12 @@ static int parse_list(const char *option, const char *value, char **items, size_
     size_t len;
     while (next_item(&p, &s, &len)) {
         if (len == 0)
-            return cl_seterr(err, errlen, CL_EINVAL, "%s: empty entry in '%.200s'", option,
-                             value);
+            return cl_seterr(err, errlen, CL_EINVAL, "%s: empty entry in '%.200s'", option, value);
         if (len > item_max)
-            return cl_seterr(err, errlen, CL_EINVAL, "%s: entry '%.40s...' is longer than %zu "
-                             "bytes", option, s, item_max);
+            return cl_seterr(err, errlen, CL_EINVAL,
+                             "%s: entry '%.40s...' is longer than %zu "
+                             "bytes",
+                             option, s, item_max);
         for (size_t i = 0; i < *n; i++)
             if (strlen(items[i]) == len && memcmp(items[i], s, len) == 0)
                 return cl_seterr(err, errlen, CL_EINVAL, "%s: '%.*s' is listed twice", option,
@@ -183,8 +202,8 @@ int cl_snapshot_input_spec_init(cl_snapshot_input_spec *spec, const char *column
     while (rc == CL_OK && next_item(&p, &s, &len)) {
         const char *eq = memchr(s, '=', len);
         if (!eq || eq == s || eq == s + len - 1) {
-            rc = cl_seterr(err, errlen, CL_EINVAL,
-                           "snapshot.columns: '%.*s' is not field=Column", (int)len, s);
+            rc = cl_seterr(err, errlen, CL_EINVAL, "snapshot.columns: '%.*s' is not field=Column",
+                           (int)len, s);
             break;
         }
         size_t flen = (size_t)(eq - s);
@@ -200,14 +219,16 @@ int cl_snapshot_input_spec_init(cl_snapshot_input_spec *spec, const char *column
         if (f < 0)
             rc = cl_seterr(err, errlen, CL_EINVAL,
                            "snapshot.columns: '%.*s' is not a snapshot field (run_id, "
-                           "opportunity_id, speed_to_close, ...)", (int)flen, s);
+                           "opportunity_id, speed_to_close, ...)",
+                           (int)flen, s);
         else if (spec->column[f])
             rc = cl_seterr(err, errlen, CL_EINVAL, "snapshot.columns: field '%s' is mapped twice",
                            cl_snapshot_field_names[f]);
         else if (clen == 0 || clen > CL_SNAPSHOT_COLUMN_MAX)
             rc = cl_seterr(err, errlen, CL_EINVAL,
                            "snapshot.columns: column name of '%s' is empty or longer than %d "
-                           "bytes", cl_snapshot_field_names[f], CL_SNAPSHOT_COLUMN_MAX);
+                           "bytes",
+                           cl_snapshot_field_names[f], CL_SNAPSHOT_COLUMN_MAX);
         else if (!(spec->column[f] = strndup(c, clen)))
             rc = cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
     }
@@ -225,13 +246,13 @@ int cl_snapshot_input_spec_init(cl_snapshot_input_spec *spec, const char *column
                         CL_SNAPSHOT_LIST_MAX, CL_NAME_MAX, err, errlen);
     /* A column may feed one thing only, or a row would say two things about it. */
     for (size_t i = 0; rc == CL_OK && i < spec->n_attributes + spec->n_features; i++) {
-        const char *a = i < spec->n_attributes ? spec->attributes[i]
-                                               : spec->features[i - spec->n_attributes];
+        const char *a =
+            i < spec->n_attributes ? spec->attributes[i] : spec->features[i - spec->n_attributes];
         for (int f = 0; rc == CL_OK && f < CL_SF_COUNT; f++)
             if (strcmp(a, spec->column[f]) == 0)
                 rc = cl_seterr(err, errlen, CL_EINVAL,
-                               "column '%s' is both the %s field and an extra attribute/feature",
-                               a, cl_snapshot_field_names[f]);
+                               "column '%s' is both the %s field and an extra attribute/feature", a,
+                               cl_snapshot_field_names[f]);
         for (size_t j = 0; rc == CL_OK && j < spec->n_features && i < spec->n_attributes; j++)
             if (strcmp(a, spec->features[j]) == 0)
                 rc = cl_seterr(err, errlen, CL_EINVAL,
@@ -241,12 +262,10 @@ int cl_snapshot_input_spec_init(cl_snapshot_input_spec *spec, const char *column
     for (int f = 0; rc == CL_OK && f < CL_SF_COUNT; f++)
         for (int g = 0; rc == CL_OK && g < f; g++)
             if (strcmp(spec->column[f], spec->column[g]) == 0)
-                rc = cl_seterr(err, errlen, CL_EINVAL,
-                               "snapshot.columns: column '%s' feeds both %s and %s",
-                               spec->column[f], cl_snapshot_field_names[g],
-                               cl_snapshot_field_names[f]);
-    if (rc != CL_OK)
-        cl_snapshot_input_spec_free(spec);
+                rc = cl_seterr(
+                    err, errlen, CL_EINVAL, "snapshot.columns: column '%s' feeds both %s and %s",
+                    spec->column[f], cl_snapshot_field_names[g], cl_snapshot_field_names[f]);
+    if (rc != CL_OK) cl_snapshot_input_spec_free(spec);
     return rc;
 }
 
@@ -275,8 +294,7 @@ static int utf8_valid(const char *s)
             return 0;
         }
         for (size_t i = 1; i <= n; i++) {
-            if ((p[i] & 0xC0) != 0x80)
-                return 0;
+            if ((p[i] & 0xC0) != 0x80) return 0;
             cp = (cp << 6) | (p[i] & 0x3F);
         }
         if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
@@ -320,13 +338,11 @@ static int get_string(const row_ctx *c, const row_cells *rc, int f, int required
     const char *v = rc->v[f];
     const char *name = c->in->spec->column[f];
     if (!v || !*v) {
-        if (required)
-            return bad(c, rc->col[f], name, NULL, v ? "is empty" : "is missing");
+        if (required) return bad(c, rc->col[f], name, NULL, v ? "is empty" : "is missing");
         dst[0] = '\0';
         return CL_OK;
     }
-    if (!utf8_valid(v))
-        return bad(c, rc->col[f], name, NULL, "is not valid UTF-8");
+    if (!utf8_valid(v)) return bad(c, rc->col[f], name, NULL, "is not valid UTF-8");
     if (cl_strlcpy(dst, v, cap) != CL_OK) {
         char what[64];
         snprintf(what, sizeof what, "is longer than %zu bytes", cap - 1);
@@ -340,11 +356,9 @@ static int get_double(const row_ctx *c, int col, const char *name, const char *v
 {
     out->present = false;
     out->value = 0;
-    if (!v || !*v)
-        return required ? bad(c, col, name, NULL, v ? "is empty" : "is missing") : CL_OK;
+    if (!v || !*v) return required ? bad(c, col, name, NULL, v ? "is empty" : "is missing") : CL_OK;
     double d;
-    if (cl_parse_double(v, &d) != CL_OK)
-        return bad(c, col, name, v, "is not a number");
+    if (cl_parse_double(v, &d) != CL_OK) return bad(c, col, name, v, "is not a number");
     if (lo < hi && (d < lo || d > hi)) {
         char what[64];
         snprintf(what, sizeof what, "is outside %g..%g", lo, hi);
@@ -359,8 +373,7 @@ static int get_date(const row_ctx *c, const row_cells *rc, int f, int32_t *out)
 {
     const char *v = rc->v[f];
     const char *name = c->in->spec->column[f];
-    if (!v || !*v)
-        return bad(c, rc->col[f], name, NULL, v ? "is empty" : "is missing");
+    if (!v || !*v) return bad(c, rc->col[f], name, NULL, v ? "is empty" : "is missing");
     if (cl_parse_date(v, out) != CL_OK)
         return bad(c, rc->col[f], name, v, "is not a date (YYYY-MM-DD)");
     return CL_OK;
@@ -368,11 +381,9 @@ static int get_date(const row_ctx *c, const row_cells *rc, int f, int32_t *out)
 
 static int stage_allowed(const cl_snapshot_input_spec *spec, const char *stage)
 {
-    if (spec->n_stages == 0)
-        return 1;
+    if (spec->n_stages == 0) return 1;
     for (size_t i = 0; i < spec->n_stages; i++)
-        if (strcmp(spec->stages[i], stage) == 0)
-            return 1;
+        if (strcmp(spec->stages[i], stage) == 0) return 1;
     return 0;
 }
 
@@ -399,8 +410,7 @@ static int fill(const row_ctx *c, const row_cells *rc, cl_snapshot *s)
         return bad(c, rc->col[CL_SF_STAGE], spec->column[CL_SF_STAGE], s->stage,
                    "is not one of snapshot.stages");
     char currency[CL_CURRENCY_MAX + 1];
-    if ((r = get_string(c, rc, CL_SF_CURRENCY, 0, currency, sizeof currency)) != CL_OK)
-        return r;
+    if ((r = get_string(c, rc, CL_SF_CURRENCY, 0, currency, sizeof currency)) != CL_OK) return r;
     if (currency[0])
         memcpy(s->currency, currency, sizeof currency); /* empty keeps the default (USD) */
 
@@ -446,8 +456,7 @@ static int fill(const row_ctx *c, const row_cells *rc, cl_snapshot *s)
 
     for (size_t i = 0; i < spec->n_attributes; i++) {
         const char *v = rc->attr[i];
-        if (!v || !*v)
-            continue; /* null attribute: absent from the map */
+        if (!v || !*v) continue; /* null attribute: absent from the map */
         if (!utf8_valid(v))
             return bad(c, rc->attr_col[i], spec->attributes[i], NULL, "is not valid UTF-8");
         cl_attribute *a = &s->attributes[s->n_attributes];
@@ -461,8 +470,7 @@ static int fill(const row_ctx *c, const row_cells *rc, cl_snapshot *s)
         if ((r = get_double(c, rc->feat_col[i], spec->features[i], rc->feat[i], 0, 0, 0, &v)) !=
             CL_OK)
             return r;
-        if (!v.present)
-            continue;
+        if (!v.present) continue;
         cl_feature *f = &s->features[s->n_features++];
         cl_strlcpy(f->name, spec->features[i], sizeof f->name);
         f->value = v.value;
@@ -472,8 +480,7 @@ static int fill(const row_ctx *c, const row_cells *rc, cl_snapshot *s)
     if (cl_snapshot_id(s->run_id, s->opportunity_id, s->snapshot_id, e2, sizeof e2) != CL_OK)
         return bad(c, rc->col[CL_SF_OPPORTUNITY_ID], spec->column[CL_SF_OPPORTUNITY_ID], NULL, e2);
     if (cl_snapshot_validate(s, e2, sizeof e2) != CL_OK)
-        return cl_seterr(c->err, c->errlen, CL_EINVAL, "%s line %zu: %s", c->in->name, c->line,
-                         e2);
+        return cl_seterr(c->err, c->errlen, CL_EINVAL, "%s line %zu: %s", c->in->name, c->line, e2);
     return CL_OK;
 }
 
@@ -482,8 +489,7 @@ static int fill(const row_ctx *c, const row_cells *rc, cl_snapshot *s)
 static int find_column(const cl_snapshot_input *in, const char *name)
 {
     for (size_t i = 0; i < in->ncols; i++)
-        if (strcmp(in->header[i], name) == 0)
-            return (int)i;
+        if (strcmp(in->header[i], name) == 0) return (int)i;
     return -1;
 }
 
@@ -497,37 +503,38 @@ static int csv_open(cl_snapshot_input *in, const char **ignored, char *err, size
     int rc = cl_csv_next_row(&in->csv, &fields, &n, e2, sizeof e2);
     if (rc == CL_ENOTFOUND)
         return cl_seterr(err, errlen, CL_EINVAL, "%s: empty file (no header line)", in->name);
-    if (rc != CL_OK)
-        return cl_seterr(err, errlen, CL_EINVAL, "%s %s", in->name, e2);
+    if (rc != CL_OK) return cl_seterr(err, errlen, CL_EINVAL, "%s %s", in->name, e2);
     if (!(in->header = calloc(n, sizeof *in->header)))
         return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
     in->ncols = n;
     for (size_t i = 0; i < n; i++) {
         if (!utf8_valid(fields[i]))
-            return cl_seterr(err, errlen, CL_EINVAL, "%s line %zu column %zu: header is not "
-                             "valid UTF-8", in->name, in->csv.row_line, i + 1);
+            return cl_seterr(err, errlen, CL_EINVAL,
+                             "%s line %zu column %zu: header is not "
+                             "valid UTF-8",
+                             in->name, in->csv.row_line, i + 1);
         if (!(in->header[i] = strdup(fields[i])))
             return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
         for (size_t j = 0; j < i; j++)
             if (strcmp(in->header[j], fields[i]) == 0)
                 return cl_seterr(err, errlen, CL_EINVAL,
                                  "%s line %zu column %zu: column '%.64s' appears twice in the "
-                                 "header (also column %zu)", in->name, in->csv.row_line, i + 1,
-                                 fields[i], j + 1);
+                                 "header (also column %zu)",
+                                 in->name, in->csv.row_line, i + 1, fields[i], j + 1);
     }
     const cl_snapshot_input_spec *spec = in->spec;
     for (int f = 0; f < CL_SF_COUNT; f++) {
         in->field_col[f] = find_column(in, spec->column[f]);
-        int required = f == CL_SF_RUN_ID || f == CL_SF_SNAPSHOT_TIME ||
-                       f == CL_SF_OPPORTUNITY_ID || f == CL_SF_STAGE ||
-                       f == CL_SF_CREATED_DATE || f == CL_SF_EXPECTED_CLOSE_DATE ||
+        int required = f == CL_SF_RUN_ID || f == CL_SF_SNAPSHOT_TIME || f == CL_SF_OPPORTUNITY_ID ||
+                       f == CL_SF_STAGE || f == CL_SF_CREATED_DATE ||
+                       f == CL_SF_EXPECTED_CLOSE_DATE ||
                        (f >= CL_SF_SPEED_TO_CLOSE && f <= CL_SF_RECENCY);
         if (required && in->field_col[f] < 0)
             return cl_seterr(err, errlen, CL_EINVAL,
                              "%s line %zu: required column '%.64s' (field %s) is not in the "
-                             "header; map it with snapshot.columns=%s=<column>", in->name,
-                             in->csv.row_line, spec->column[f], cl_snapshot_field_names[f],
-                             cl_snapshot_field_names[f]);
+                             "header; map it with snapshot.columns=%s=<column>",
+                             in->name, in->csv.row_line, spec->column[f],
+                             cl_snapshot_field_names[f], cl_snapshot_field_names[f]);
     }
     for (size_t i = 0; i < spec->n_attributes; i++)
         in->attr_col[i] = find_column(in, spec->attributes[i]);
@@ -542,25 +549,22 @@ static int csv_open(cl_snapshot_input *in, const char **ignored, char *err, size
             used = in->attr_col[a] == (int)i;
         for (size_t a = 0; a < spec->n_features && !used; a++)
             used = in->feat_col[a] == (int)i;
-        if (!used && cl_buf_printf(&in->ignored, "%s%s", in->ignored.len ? "," : "",
-                                   in->header[i]) != CL_OK)
+        if (!used &&
+            cl_buf_printf(&in->ignored, "%s%s", in->ignored.len ? "," : "", in->header[i]) != CL_OK)
             return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
     }
-    if (ignored)
-        *ignored = in->ignored.data ? in->ignored.data : "";
+    if (ignored) *ignored = in->ignored.data ? in->ignored.data : "";
     return CL_OK;
 }
 
-static int csv_next(cl_snapshot_input *in, cl_snapshot *out, size_t *line, char *err,
-                    size_t errlen)
+static int csv_next(cl_snapshot_input *in, cl_snapshot *out, size_t *line, char *err, size_t errlen)
 {
     char **fields;
     size_t n;
     char e2[CL_ERRLEN];
     int rc = cl_csv_next_row(&in->csv, &fields, &n, e2, sizeof e2);
     *line = in->csv.row_line;
-    if (rc == CL_ENOTFOUND)
-        return rc;
+    if (rc == CL_ENOTFOUND) return rc;
     if (rc != CL_OK)
         return cl_seterr(err, errlen, CL_ERR, "%s %s; the rest of the file cannot be read",
                          in->name, e2);
@@ -593,11 +597,14 @@ static int json_cell(const row_ctx *c, const char *key, char *num, const char **
 {
     json_t *v = json_object_get(c->in->json, key);
     *out = NULL;
-    if (!v)
-        return CL_OK;
+    if (!v) return CL_OK;
     switch (json_typeof(v)) {
-    case JSON_NULL: *out = ""; return CL_OK;
-    case JSON_STRING: *out = json_string_value(v); return CL_OK;
+    case JSON_NULL:
+        *out = "";
+        return CL_OK;
+    case JSON_STRING:
+        *out = json_string_value(v);
+        return CL_OK;
     case JSON_INTEGER:
         snprintf(num, NUMBER_TEXT, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
         *out = num;
@@ -606,7 +613,8 @@ static int json_cell(const row_ctx *c, const char *key, char *num, const char **
         snprintf(num, NUMBER_TEXT, "%.17g", json_real_value(v));
         *out = num;
         return CL_OK;
-    default: return bad(c, -1, key, NULL, "must be a string, a number or null");
+    default:
+        return bad(c, -1, key, NULL, "must be a string, a number or null");
     }
 }
 
@@ -616,8 +624,7 @@ static int jsonl_next(cl_snapshot_input *in, cl_snapshot *out, size_t *line, cha
     const char *s, *nl;
     size_t len;
     for (;;) {
-        if (in->pos >= in->len)
-            return CL_ENOTFOUND;
+        if (in->pos >= in->len) return CL_ENOTFOUND;
         s = in->data + in->pos;
         nl = memchr(s, '\n', in->len - in->pos);
         len = nl ? (size_t)(nl - s) : in->len - in->pos;
@@ -627,12 +634,11 @@ static int jsonl_next(cl_snapshot_input *in, cl_snapshot *out, size_t *line, cha
         size_t i = 0;
         while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r'))
             i++;
-        if (i < len)
-            break; /* blank lines are skipped, like the CSV reader does */
+        if (i < len) break; /* blank lines are skipped, like the CSV reader does */
     }
     if (len > LINE_MAX_BYTES)
-        return cl_seterr(err, errlen, CL_EINVAL, "%s line %zu: line longer than %u bytes",
-                         in->name, *line, LINE_MAX_BYTES);
+        return cl_seterr(err, errlen, CL_EINVAL, "%s line %zu: line longer than %u bytes", in->name,
+                         *line, LINE_MAX_BYTES);
     json_decref(in->json);
     json_error_t je;
     in->json = json_loadb(s, len, JSON_REJECT_DUPLICATES, &je);
@@ -640,8 +646,7 @@ static int jsonl_next(cl_snapshot_input *in, cl_snapshot *out, size_t *line, cha
         return cl_seterr(err, errlen, CL_EINVAL, "%s line %zu column %d: not valid JSON: %s",
                          in->name, *line, je.column, je.text);
     if (!json_is_object(in->json))
-        return cl_seterr(err, errlen, CL_EINVAL, "%s line %zu: not a JSON object", in->name,
-                         *line);
+        return cl_seterr(err, errlen, CL_EINVAL, "%s line %zu: not a JSON object", in->name, *line);
     row_ctx c = {in, *line, err, errlen};
     row_cells rc_;
     size_t k = 0;
@@ -672,18 +677,16 @@ int cl_snapshot_input_open(cl_snapshot_input **out, const cl_snapshot_input_spec
                            size_t errlen)
 {
     *out = NULL;
-    if (ignored)
-        *ignored = "";
+    if (ignored) *ignored = "";
     cl_snapshot_input *in = calloc(1, sizeof *in);
-    if (!in)
-        return cl_seterr(err, errlen, CL_ENOMEM, "out of memory opening %s", name);
+    if (!in) return cl_seterr(err, errlen, CL_ENOMEM, "out of memory opening %s", name);
     in->spec = spec;
     snprintf(in->name, sizeof in->name, "%s", name);
     in->data = data;
     in->len = len;
     in->line = 1;
-    in->format = format == CL_SNAPSHOT_FORMAT_AUTO ? cl_snapshot_format_detect(name, data, len)
-                                                   : format;
+    in->format =
+        format == CL_SNAPSHOT_FORMAT_AUTO ? cl_snapshot_format_detect(name, data, len) : format;
     int rc = CL_OK;
     const char *nul = memchr(data, '\0', len);
     if (nul)
@@ -711,10 +714,8 @@ int cl_snapshot_input_next(cl_snapshot_input *in, cl_snapshot *out, size_t *line
 
 void cl_snapshot_input_close(cl_snapshot_input *in)
 {
-    if (!in)
-        return;
-    if (in->csv_open)
-        cl_csv_reader_free(&in->csv);
+    if (!in) return;
+    if (in->csv_open) cl_csv_reader_free(&in->csv);
     for (size_t i = 0; in->header && i < in->ncols; i++)
         free(in->header[i]);
     free(in->header);

@@ -83,17 +83,17 @@ typedef enum {
 /* "run_id", ... in cl_snapshot_field order. */
 extern const char *const cl_snapshot_field_names[CL_SF_COUNT];
 
-#define CL_SNAPSHOT_LIST_MAX 64 /* entries of snapshot.stages */
+#define CL_SNAPSHOT_LIST_MAX 64    /* entries of snapshot.stages */
 #define CL_SNAPSHOT_COLUMN_MAX 256 /* bytes of a column name */
 
 /* How rows are read. Strings are owned (copied) by the spec. */
 typedef struct {
-    char *column[CL_SF_COUNT];                   /* column name of each field */
-    char *attributes[CL_MAX_ATTRIBUTES];         /* columns carried as attributes */
+    char *column[CL_SF_COUNT];           /* column name of each field */
+    char *attributes[CL_MAX_ATTRIBUTES]; /* columns carried as attributes */
     size_t n_attributes;
-    char *features[CL_MAX_FEATURES];             /* columns carried as features */
+    char *features[CL_MAX_FEATURES]; /* columns carried as features */
     size_t n_features;
-    char *stages[CL_SNAPSHOT_LIST_MAX];          /* allowed stages; none: any */
+    char *stages[CL_SNAPSHOT_LIST_MAX]; /* allowed stages; none: any */
     size_t n_stages;
 } cl_snapshot_input_spec;
 

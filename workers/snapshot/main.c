@@ -21,8 +21,8 @@
 
 int main(int argc, char **argv)
 {
-    const cl_option *const tables[] = {cl_snapshot_options, cl_store_options,
-                                       cl_registry_options, NULL};
+    const cl_option *const tables[] = {cl_snapshot_options, cl_store_options, cl_registry_options,
+                                       NULL};
     cl_config *cfg = cl_config_new(
         "closedloop-snapshot",
         "Publishes one OpportunitySnapshot per scored open opportunity of a scoring run (CSV "
@@ -72,8 +72,7 @@ int main(int argc, char **argv)
     cl_snapshot_counts c;
     cl_snapshot_worker_counts(w, &c);
     cl_snapshot_worker_free(w);
-    if (rc != CL_OK)
-        fprintf(stderr, "closedloop-snapshot: %s\n", err);
+    if (rc != CL_OK) fprintf(stderr, "closedloop-snapshot: %s\n", err);
     cl_log(rc == CL_OK ? CL_LOG_INFO : CL_LOG_ERROR, "snapshot_stopped",
            "status=%s read=%llu published=%llu rejected=%llu failed=%llu", cl_status_name(rc),
            (unsigned long long)c.read, (unsigned long long)c.published,

@@ -38,11 +38,9 @@ static int id_set_grow(id_set *s)
 {
     size_t cap = s->cap * 2;
     uint64_t *slots = calloc(cap, sizeof *slots);
-    if (!slots)
-        return CL_ENOMEM;
+    if (!slots) return CL_ENOMEM;
     for (size_t i = 0; i < s->cap; i++) {
-        if (!s->slots[i])
-            continue;
+        if (!s->slots[i]) continue;
         const char *id = s->arena.data + (s->slots[i] - 1);
         size_t h = (size_t)cl_hash64(id, strlen(id), 0) & (cap - 1);
         while (slots[h])
@@ -58,18 +56,15 @@ static int id_set_grow(id_set *s)
 /* Adds id; CL_ECONFLICT if it was already there. */
 static int id_set_add(id_set *s, const char *id)
 {
-    if ((s->n + 1) * 2 > s->cap && id_set_grow(s) != CL_OK)
-        return CL_ENOMEM;
+    if ((s->n + 1) * 2 > s->cap && id_set_grow(s) != CL_OK) return CL_ENOMEM;
     size_t len = strlen(id);
     size_t h = (size_t)cl_hash64(id, len, 0) & (s->cap - 1);
     while (s->slots[h]) {
-        if (strcmp(s->arena.data + (s->slots[h] - 1), id) == 0)
-            return CL_ECONFLICT;
+        if (strcmp(s->arena.data + (s->slots[h] - 1), id) == 0) return CL_ECONFLICT;
         h = (h + 1) & (s->cap - 1);
     }
     uint64_t off = s->arena.len;
-    if (cl_buf_append(&s->arena, id, len + 1) != CL_OK)
-        return CL_ENOMEM;
+    if (cl_buf_append(&s->arena, id, len + 1) != CL_OK) return CL_ENOMEM;
     s->slots[h] = off + 1;
     s->n++;
     return CL_OK;
@@ -97,8 +92,7 @@ static int push_row(cl_snapshot_plan *p, size_t *cap, size_t line, cl_row_state 
     if (p->n == *cap) {
         size_t nc = *cap ? *cap * 2 : 4096;
         cl_plan_row *r = realloc(p->rows, nc * sizeof *r);
-        if (!r)
-            return CL_ENOMEM;
+        if (!r) return CL_ENOMEM;
         p->rows = r;
         *cap = nc;
     }
@@ -122,8 +116,7 @@ int cl_snapshot_plan_build(cl_snapshot_plan *plan, const cl_snapshot_input_spec 
     cl_snapshot_input *in = NULL;
     const char *ignored = "";
     int rc = cl_snapshot_input_open(&in, spec, name, data, len, format, &ignored, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     (void)ignored;
     id_set ids;
     if (id_set_init(&ids) != CL_OK) {
@@ -132,20 +125,19 @@ int cl_snapshot_plan_build(cl_snapshot_plan *plan, const cl_snapshot_input_spec 
     }
     cl_snapshot *s = malloc(sizeof *s);
     size_t cap = 0;
-    if (!s)
-        rc = cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
+    if (!s) rc = cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
     while (rc == CL_OK) {
         char msg[CL_ERRLEN];
         size_t line;
         int r = cl_snapshot_input_next(in, s, &line, msg, sizeof msg);
-        if (r == CL_ENOTFOUND)
-            break;
+        if (r == CL_ENOTFOUND) break;
         if (r == CL_OK) {
             char e2[CL_ERRLEN];
             if (plan->run_id[0] && strcmp(plan->run_id, s->run_id) != 0) {
-                cl_seterr(msg, sizeof msg, CL_EINVAL, "%s line %zu: run_id '%.64s' differs from the run's "
-                         "'%.64s' (one file is one scoring run)", name, line, s->run_id,
-                         plan->run_id);
+                cl_seterr(msg, sizeof msg, CL_EINVAL,
+                          "%s line %zu: run_id '%.64s' differs from the run's "
+                          "'%.64s' (one file is one scoring run)",
+                          name, line, s->run_id, plan->run_id);
                 r = CL_EINVAL;
             } else if (cl_snapshot_score_all(s, active, nactive, e2, sizeof e2) != CL_OK) {
                 cl_seterr(msg, sizeof msg, CL_EINVAL, "%s line %zu: %s", name, line, e2);
@@ -158,8 +150,10 @@ int cl_snapshot_plan_build(cl_snapshot_plan *plan, const cl_snapshot_input_spec 
                     break;
                 }
                 if (a == CL_ECONFLICT) {
-                    cl_seterr(msg, sizeof msg, CL_EINVAL, "%s line %zu: opportunity_id '%.64s' appears "
-                             "twice in the run", name, line, s->opportunity_id);
+                    cl_seterr(msg, sizeof msg, CL_EINVAL,
+                              "%s line %zu: opportunity_id '%.64s' appears "
+                              "twice in the run",
+                              name, line, s->opportunity_id);
                     r = CL_EINVAL;
                 }
             }
@@ -171,8 +165,7 @@ int cl_snapshot_plan_build(cl_snapshot_plan *plan, const cl_snapshot_input_spec 
                 rc = cl_seterr(err, errlen, CL_ENOMEM, "out of memory (%s line %zu)", name, line);
                 break;
             }
-            if (r == CL_EINVAL && on_bad)
-                on_bad(line, msg, ud);
+            if (r == CL_EINVAL && on_bad) on_bad(line, msg, ud);
             continue;
         }
         rc = cl_seterr(err, errlen, r, "%s", msg);
@@ -180,8 +173,7 @@ int cl_snapshot_plan_build(cl_snapshot_plan *plan, const cl_snapshot_input_spec 
     free(s);
     id_set_free(&ids);
     cl_snapshot_input_close(in);
-    if (rc != CL_OK)
-        cl_snapshot_plan_free(plan);
+    if (rc != CL_OK) cl_snapshot_plan_free(plan);
     return rc;
 }
 

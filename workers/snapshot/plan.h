@@ -33,8 +33,8 @@ typedef enum {
 } cl_row_state;
 
 typedef struct {
-    uint32_t line;  /* first line of the row in the file (saturates at UINT32_MAX) */
-    uint8_t state;  /* cl_row_state */
+    uint32_t line; /* first line of the row in the file (saturates at UINT32_MAX) */
+    uint8_t state; /* cl_row_state */
 } cl_plan_row;
 
 typedef struct {

@@ -56,20 +56,24 @@ const cl_option cl_snapshot_options[] = {
      "and the seed model."},
     {"snapshot.weights.wait.ms", CL_OPT_INT, "60000",
      "One-shot mode: how long to wait for the weights topic to exist and be read to its end "
-     "before failing (follow mode waits until stopped).", 0, 0, 86400000},
+     "before failing (follow mode waits until stopped).",
+     0, 0, 86400000},
     {"snapshot.connect.timeout.ms", CL_OPT_INT, "10000",
      "How long the preflight check waits for the snapshots topic's metadata before a run "
-     "fails with nothing published.", 0, 100, 600000},
+     "fails with nothing published.",
+     0, 100, 600000},
     {"snapshot.max.file.bytes", CL_OPT_INT, "4294967296",
      "Largest run file (or stdin) read; larger inputs are refused.", 0, 1, 1099511627776.0},
     {"snapshot.poll.interval.ms", CL_OPT_INT, "2000",
      "Follow mode: interval between directory scans.", 0, 10, 3600000},
     {"snapshot.settle.ms", CL_OPT_INT, "1000",
      "Follow mode: a file modified less than this long ago is left for the next scan (it "
-     "may still be being written).", 0, 0, 3600000},
+     "may still be being written).",
+     0, 0, 3600000},
     {"snapshot.log.rows.max", CL_OPT_INT, "100",
      "Rows per run logged individually when rejected or not published (all are listed in "
-     "the run summary).", 0, 0, 100000000},
+     "the run summary).",
+     0, 0, 100000000},
     {NULL},
 };
 
@@ -126,8 +130,7 @@ struct cl_snapshot_worker {
 
 static void count_rows(cl_snapshot_worker *w, const char *result, uint64_t n)
 {
-    if (n)
-        cl_prom_counter_add(w->m_rows, (const char *[]){result}, (double)n);
+    if (n) cl_prom_counter_add(w->m_rows, (const char *[]){result}, (double)n);
 }
 
 static int register_metrics(cl_snapshot_worker *w, char *err, size_t errlen)
@@ -140,17 +143,18 @@ static int register_metrics(cl_snapshot_worker *w, char *err, size_t errlen)
                               result, &w->m_rows, err, errlen)) != CL_OK ||
         (rc = cl_prom_counter(w->prom, "closedloop_snapshot_runs_total",
                               "Runs (input files), by result: published, rejected, failed, "
-                              "stopped.", result, &w->m_runs, err, errlen)) != CL_OK ||
+                              "stopped.",
+                              result, &w->m_runs, err, errlen)) != CL_OK ||
         (rc = cl_prom_histogram(w->prom, "closedloop_snapshot_publish_latency_seconds",
                                 "Time from queueing a snapshot to its delivery report.", NULL,
-                                cl_prom_seconds_buckets, cl_prom_seconds_buckets_len,
-                                &w->m_latency, err, errlen)) != CL_OK ||
+                                cl_prom_seconds_buckets, cl_prom_seconds_buckets_len, &w->m_latency,
+                                err, errlen)) != CL_OK ||
         (rc = cl_prom_gauge(w->prom, "closedloop_snapshot_last_run_timestamp_seconds",
                             "When the last run finished, by result (Unix seconds).", result,
                             &w->m_last_run, err, errlen)) != CL_OK ||
         (rc = cl_prom_gauge(w->prom, "closedloop_snapshot_run_versions",
-                            "Weight versions applied to the last run (scores per snapshot).",
-                            NULL, &w->m_active, err, errlen)) != CL_OK)
+                            "Weight versions applied to the last run (scores per snapshot).", NULL,
+                            &w->m_active, err, errlen)) != CL_OK)
         return rc;
     return CL_OK;
 }
@@ -182,9 +186,9 @@ static void on_delivery(void *opaque, int status, const char *topic, int32_t par
         r->plan.rows[k].state = CL_ROW_FAILED;
         r->failed++;
         if (r->logged_failures++ < w->log_rows_max)
-            cl_log(CL_LOG_ERROR, "row_not_published", "input=\"%s\" line=%" PRIu32
-                   " topic=%s status=%s error=\"%s\"", r->name, r->plan.rows[k].line, topic,
-                   cl_status_name(status), reason ? reason : "");
+            cl_log(CL_LOG_ERROR, "row_not_published",
+                   "input=\"%s\" line=%" PRIu32 " topic=%s status=%s error=\"%s\"", r->name,
+                   r->plan.rows[k].line, topic, cl_status_name(status), reason ? reason : "");
     }
     (void)partition;
     (void)offset;
@@ -198,12 +202,9 @@ static int read_fd(int fd, const char *name, int64_t max, cl_buf *out, char *err
     char chunk[1 << 16];
     for (;;) {
         ssize_t n = read(fd, chunk, sizeof chunk);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return cl_seterr(err, errlen, CL_EIO, "%s: read: %s", name, strerror(errno));
-        if (n == 0)
-            break;
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return cl_seterr(err, errlen, CL_EIO, "%s: read: %s", name, strerror(errno));
+        if (n == 0) break;
         if ((int64_t)(out->len + (size_t)n) > max || cl_buf_append(out, chunk, (size_t)n) != CL_OK)
             return cl_seterr(err, errlen, CL_ENOMEM,
                              "%s is larger than snapshot.max.file.bytes (%" PRId64 ")", name, max);
@@ -230,8 +231,8 @@ static int read_input(cl_snapshot_worker *w, const char *path, cl_buf *out, char
         rc = cl_seterr(err, errlen, CL_EINVAL, "%s is not a regular file", path);
     else if (st.st_size > w->max_file_bytes)
         rc = cl_seterr(err, errlen, CL_ENOMEM,
-                       "%s is %lld bytes, larger than snapshot.max.file.bytes (%" PRId64 ")",
-                       path, (long long)st.st_size, w->max_file_bytes);
+                       "%s is %lld bytes, larger than snapshot.max.file.bytes (%" PRId64 ")", path,
+                       (long long)st.st_size, w->max_file_bytes);
     if (rc != CL_OK) {
         cl_buf_init(out, 1);
         close(fd);
@@ -278,17 +279,19 @@ static int preflight(cl_snapshot_worker *w, char *err, size_t errlen)
                        cl_config_str(w->cfg, "brokers"), w->topic, w->connect_timeout_ms,
                        rd_kafka_err2str(e));
     } else if (md->topic_cnt < 1 || md->topics[0].err) {
-        rd_kafka_resp_err_t te = md->topic_cnt < 1 ? RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
-                                                   : md->topics[0].err;
+        rd_kafka_resp_err_t te =
+            md->topic_cnt < 1 ? RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART : md->topics[0].err;
         rc = cl_seterr(err, errlen, CL_ENOTFOUND,
                        "topic %s: %s (create it with `closedloop topics create`); nothing was "
-                       "published", w->topic, rd_kafka_err2str(te));
+                       "published",
+                       w->topic, rd_kafka_err2str(te));
     } else if (md->topics[0].partition_cnt < 1) {
-        rc = cl_seterr(err, errlen, CL_ENOTFOUND, "topic %s has no partitions; nothing was "
-                       "published", w->topic);
+        rc = cl_seterr(err, errlen, CL_ENOTFOUND,
+                       "topic %s has no partitions; nothing was "
+                       "published",
+                       w->topic);
     }
-    if (md)
-        rd_kafka_metadata_destroy(md);
+    if (md) rd_kafka_metadata_destroy(md);
     rd_kafka_topic_destroy(rkt);
     return rc;
 }
@@ -302,8 +305,7 @@ static void wait_for_reports(cl_snapshot_worker *w)
     for (;;) {
         cl_producer_counters c;
         cl_producer_counters_get(w->producer, &c);
-        if (c.in_flight == 0)
-            return;
+        if (c.in_flight == 0) return;
         if (cl_stop_requested() && stop_deadline < 0)
             stop_deadline = cl_mono_ms() + cl_config_int(w->cfg, "shutdown.timeout.ms");
         if (stop_deadline >= 0 && cl_mono_ms() >= stop_deadline) {
@@ -312,8 +314,7 @@ static void wait_for_reports(cl_snapshot_worker *w)
             for (int i = 0; i < 100; i++) {
                 cl_producer_poll(w->producer, 100);
                 cl_producer_counters_get(w->producer, &c);
-                if (c.in_flight == 0)
-                    return;
+                if (c.in_flight == 0) return;
             }
             cl_log(CL_LOG_ERROR, "flush_incomplete", "in_flight=%" PRIu64, c.in_flight);
             return;
@@ -329,10 +330,9 @@ static int publish_rows(cl_snapshot_worker *w, run_state *r, const char *data, s
                         size_t errlen)
 {
     cl_snapshot_input *in = NULL;
-    int rc = cl_snapshot_input_open(&in, &w->spec, r->name, data, len, w->format, NULL, err,
-                                    errlen);
-    if (rc != CL_OK)
-        return rc;
+    int rc =
+        cl_snapshot_input_open(&in, &w->spec, r->name, data, len, w->format, NULL, err, errlen);
+    if (rc != CL_OK) return rc;
     cl_snapshot *s = malloc(sizeof *s);
     if (!s) {
         cl_snapshot_input_close(in);
@@ -343,12 +343,9 @@ static int publish_rows(cl_snapshot_worker *w, run_state *r, const char *data, s
         size_t line;
         int nr = cl_snapshot_input_next(in, s, &line, e2, sizeof e2);
         cl_plan_row *row = &r->plan.rows[k];
-        if (row->state != CL_ROW_GOOD)
-            continue;
-        if (cl_stop_requested())
-            break; /* the rest stays GOOD: reported as not published */
-        if (nr == CL_OK)
-            nr = cl_snapshot_score_all(s, active, nactive, e2, sizeof e2);
+        if (row->state != CL_ROW_GOOD) continue;
+        if (cl_stop_requested()) break; /* the rest stays GOOD: reported as not published */
+        if (nr == CL_OK) nr = cl_snapshot_score_all(s, active, nactive, e2, sizeof e2);
         avro_value_t *v = cl_avro_codec_value(w->codec);
         cl_buf_reset(&w->value);
         if (nr == CL_OK && (nr = cl_snapshot_to_avro(s, v, e2, sizeof e2)) == CL_OK)
@@ -358,11 +355,10 @@ static int publish_rows(cl_snapshot_worker *w, run_state *r, const char *data, s
             r->sent_ns[k] = cl_mono_ns();
             do {
                 nr = cl_producer_send(w->producer, w->topic, s->opportunity_id,
-                                      strlen(s->opportunity_id), w->value.data, w->value.len,
-                                      NULL, 0, (void *)(uintptr_t)(k + 1), 1000, e2, sizeof e2);
+                                      strlen(s->opportunity_id), w->value.data, w->value.len, NULL,
+                                      0, (void *)(uintptr_t)(k + 1), 1000, e2, sizeof e2);
             } while (nr == CL_EAGAIN && !cl_stop_requested());
-            if (nr != CL_OK)
-                row->state = CL_ROW_GOOD; /* never accepted: no report will come */
+            if (nr != CL_OK) row->state = CL_ROW_GOOD; /* never accepted: no report will come */
         }
         if (nr != CL_OK) {
             /* The row was valid in the plan; failing now (encoding, a full queue at stop,
@@ -370,11 +366,10 @@ static int publish_rows(cl_snapshot_worker *w, run_state *r, const char *data, s
             row->state = CL_ROW_FAILED;
             r->failed++;
             if (r->logged_failures++ < w->log_rows_max)
-                cl_log(CL_LOG_ERROR, "row_not_published", "input=\"%s\" line=%" PRIu32
-                       " error=\"%s\"", r->name, row->line, e2);
+                cl_log(CL_LOG_ERROR, "row_not_published",
+                       "input=\"%s\" line=%" PRIu32 " error=\"%s\"", r->name, row->line, e2);
         }
-        if ((k & 1023) == 0)
-            cl_producer_poll(w->producer, 0);
+        if ((k & 1023) == 0) cl_producer_poll(w->producer, 0);
     }
     free(s);
     cl_snapshot_input_close(in);
@@ -412,8 +407,7 @@ static void print_summary(const char *name, const run_state *r, run_result resul
     json_object_set_new(j, "failed", json_integer((json_int_t)c->failed));
     json_object_set_new(j, "rejected_lines", json_incref(rejected_lines));
     json_object_set_new(j, "unpublished_lines", unpublished);
-    if (error && *error)
-        json_object_set_new(j, "error", json_string(error));
+    if (error && *error) json_object_set_new(j, "error", json_string(error));
     char *s = json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII);
     if (s) {
         fprintf(stdout, "%s\n", s);
@@ -436,12 +430,13 @@ static int run_one(cl_snapshot_worker *w, const char *name, const char *data, si
     bad_ctx bc = {w, name, 0, rejected_lines};
     const cl_weight_config *active[CL_MAX_SCORES];
     size_t nactive, dropped;
-    cl_weights_book_active(cl_weights_follower_book(w->follower), w->models, active,
-                           CL_MAX_SCORES, &nactive, &dropped);
+    cl_weights_book_active(cl_weights_follower_book(w->follower), w->models, active, CL_MAX_SCORES,
+                           &nactive, &dropped);
     if (dropped)
         cl_log(CL_LOG_WARN, "weights_versions_dropped",
                "active=%zu applied=%d detail=\"a snapshot holds %d scores; restrict "
-               "snapshot.models\"", nactive + dropped, CL_MAX_SCORES, CL_MAX_SCORES);
+               "snapshot.models\"",
+               nactive + dropped, CL_MAX_SCORES, CL_MAX_SCORES);
     cl_prom_gauge_set(w->m_active, NULL, (double)nactive);
     int64_t t0 = cl_mono_ms();
     int rc = CL_OK;
@@ -450,22 +445,21 @@ static int run_one(cl_snapshot_worker *w, const char *name, const char *data, si
     if (nactive == 0) {
         rc = cl_seterr(err, errlen, CL_EINVAL,
                        "%s: no weight version to score with (snapshot.models=%s matches no "
-                       "model)", name, w->models ? w->models : "");
+                       "model)",
+                       name, w->models ? w->models : "");
         *result = RUN_REJECTED;
     }
     if (rc == CL_OK) {
-        rc = cl_snapshot_plan_build(&r.plan, &w->spec, name, data, len, w->format, active,
-                                    nactive, on_bad_row, &bc, err, errlen);
-        if (rc != CL_OK)
-            *result = rc == CL_ENOMEM ? RUN_FAILED : RUN_REJECTED;
+        rc = cl_snapshot_plan_build(&r.plan, &w->spec, name, data, len, w->format, active, nactive,
+                                    on_bad_row, &bc, err, errlen);
+        if (rc != CL_OK) *result = rc == CL_ENOMEM ? RUN_FAILED : RUN_REJECTED;
     }
     c.read = r.plan.n;
     c.rejected = r.plan.bad;
     if (rc == CL_OK && r.plan.bad > 0 && w->policy == POLICY_FAIL) {
         uint32_t first_bad = 0;
         for (size_t k = 0; k < r.plan.n && !first_bad; k++)
-            if (r.plan.rows[k].state == CL_ROW_BAD)
-                first_bad = r.plan.rows[k].line;
+            if (r.plan.rows[k].state == CL_ROW_BAD) first_bad = r.plan.rows[k].line;
         rc = cl_seterr(err, errlen, CL_EINVAL,
                        "%s: %zu of %zu rows are invalid (first on line %" PRIu32 "); "
                        "snapshot.bad.rows=fail: nothing was published",
@@ -474,8 +468,7 @@ static int run_one(cl_snapshot_worker *w, const char *name, const char *data, si
     }
     if (rc == CL_OK && r.plan.good > 0) {
         rc = preflight(w, err, errlen);
-        if (rc != CL_OK)
-            *result = RUN_FAILED;
+        if (rc != CL_OK) *result = RUN_FAILED;
     }
     if (rc == CL_OK && r.plan.good > 0) {
         r.sent_ns = calloc(r.plan.n, sizeof *r.sent_ns);
@@ -569,15 +562,13 @@ static int file_done(cl_snapshot_worker *w, const char *path, const struct stat 
 static int mark_done(cl_snapshot_worker *w, const char *path, const struct stat *st,
                      run_result result, const char *run_id, char *err, size_t errlen)
 {
-    json_t *j = json_pack("{s:I, s:I, s:s, s:s, s:I}", "size", (json_int_t)st->st_size,
-                          "mtime_ns",
+    json_t *j = json_pack("{s:I, s:I, s:s, s:s, s:I}", "size", (json_int_t)st->st_size, "mtime_ns",
                           (json_int_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec,
                           "status", run_result_name(result), "run_id", run_id, "finished_at",
                           (json_int_t)cl_now_ms());
     char *s = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(j);
-    if (!s)
-        return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
+    if (!s) return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
     cl_store_key k;
     file_key(path, &k);
     cl_store_txn *t;
@@ -601,8 +592,7 @@ static int known_extension(const char *name)
     size_t n = strlen(name);
     for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++) {
         size_t m = strlen(ext[i]);
-        if (n > m && strcmp(name + n - m, ext[i]) == 0)
-            return 1;
+        if (n > m && strcmp(name + n - m, ext[i]) == 0) return 1;
     }
     return 0;
 }
@@ -640,8 +630,7 @@ static int run_path(cl_snapshot_worker *w, const char *path, run_result *result,
 static int scan_dir(cl_snapshot_worker *w, const char *dir, char *err, size_t errlen)
 {
     DIR *d = opendir(dir);
-    if (!d)
-        return cl_seterr(err, errlen, CL_EIO, "%s: %s", dir, strerror(errno));
+    if (!d) return cl_seterr(err, errlen, CL_EIO, "%s: %s", dir, strerror(errno));
     char **names = NULL;
     size_t n = 0, cap = 0;
     int rc = CL_OK;
@@ -649,8 +638,7 @@ static int scan_dir(cl_snapshot_worker *w, const char *dir, char *err, size_t er
     while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.')
             continue; /* hidden: temporary files of writers that rename into place */
-        if (w->format == CL_SNAPSHOT_FORMAT_AUTO && !known_extension(e->d_name))
-            continue;
+        if (w->format == CL_SNAPSHOT_FORMAT_AUTO && !known_extension(e->d_name)) continue;
         if (n == cap) {
             size_t nc = cap ? cap * 2 : 64;
             char **nn = realloc(names, nc * sizeof *nn);
@@ -668,18 +656,14 @@ static int scan_dir(cl_snapshot_worker *w, const char *dir, char *err, size_t er
         n++;
     }
     closedir(d);
-    if (rc == CL_OK)
-        qsort(names, n, sizeof *names, cmp_str);
+    if (rc == CL_OK) qsort(names, n, sizeof *names, cmp_str);
     int first = CL_OK;
     for (size_t i = 0; rc == CL_OK && i < n && !cl_stop_requested(); i++) {
         char path[PATH_MAX];
-        if (snprintf(path, sizeof path, "%s/%s", dir, names[i]) >= (int)sizeof path)
-            continue;
+        if (snprintf(path, sizeof path, "%s/%s", dir, names[i]) >= (int)sizeof path) continue;
         struct stat st;
-        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
-            continue;
-        if (file_done(w, path, &st))
-            continue;
+        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        if (file_done(w, path, &st)) continue;
         if (w->follow && w->settle_ms > 0) {
             int64_t mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
             if (cl_now_ms() - mtime_ms < w->settle_ms)
@@ -724,11 +708,15 @@ static int parse_settings(cl_snapshot_worker *w, char *err, size_t errlen)
     else if (strcmp(p, "fail") == 0)
         w->policy = POLICY_FAIL;
     else
-        return cl_seterr(err, errlen, CL_EINVAL, "snapshot.bad.rows (%s): '%.32s' is not skip "
-                         "or fail", cl_config_source(cfg, "snapshot.bad.rows"), p);
+        return cl_seterr(err, errlen, CL_EINVAL,
+                         "snapshot.bad.rows (%s): '%.32s' is not skip "
+                         "or fail",
+                         cl_config_source(cfg, "snapshot.bad.rows"), p);
     if (cl_snapshot_format_parse(cl_config_str(cfg, "snapshot.format"), &w->format) != CL_OK)
-        return cl_seterr(err, errlen, CL_EINVAL, "snapshot.format (%s): must be auto, csv or "
-                         "jsonl", cl_config_source(cfg, "snapshot.format"));
+        return cl_seterr(err, errlen, CL_EINVAL,
+                         "snapshot.format (%s): must be auto, csv or "
+                         "jsonl",
+                         cl_config_source(cfg, "snapshot.format"));
     w->follow = cl_config_bool(cfg, "follow");
     w->models = cl_config_str(cfg, "snapshot.models");
     w->weights_wait_ms = cl_config_int(cfg, "snapshot.weights.wait.ms");
@@ -759,8 +747,7 @@ static int parse_settings(cl_snapshot_worker *w, char *err, size_t errlen)
         w->ninputs++;
         struct stat st;
         if (strcmp(a, "-") == 0) {
-            if (stdin_seen++)
-                return cl_seterr(err, errlen, CL_EINVAL, "stdin (-) is given twice");
+            if (stdin_seen++) return cl_seterr(err, errlen, CL_EINVAL, "stdin (-) is given twice");
             w->inputs[i].kind = INPUT_STDIN;
         } else if (stat(a, &st) != 0) {
             return cl_seterr(err, errlen, CL_ENOTFOUND, "input %s: %s", a, strerror(errno));
@@ -784,8 +771,7 @@ int cl_snapshot_worker_new(cl_config *cfg, cl_snapshot_worker **out, char *err, 
 {
     *out = NULL;
     cl_snapshot_worker *w = calloc(1, sizeof *w);
-    if (!w)
-        return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
+    if (!w) return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
     w->cfg = cfg;
     cl_buf_init(&w->value, 1u << 20);
     int rc = parse_settings(w, err, errlen);
@@ -805,10 +791,8 @@ int cl_snapshot_worker_new(cl_config *cfg, cl_snapshot_worker **out, char *err, 
                                errlen);
     }
     if (rc == CL_OK)
-        rc = cl_avro_schemas_load(cl_config_str(cfg, "avro.schema.dir"), &w->schemas, err,
-                                  errlen);
-    if (rc == CL_OK)
-        rc = cl_registry_from_config(&w->registry, cfg, err, errlen);
+        rc = cl_avro_schemas_load(cl_config_str(cfg, "avro.schema.dir"), &w->schemas, err, errlen);
+    if (rc == CL_OK) rc = cl_registry_from_config(&w->registry, cfg, err, errlen);
     if (rc == CL_OK) {
         char subject[600];
         snprintf(subject, sizeof subject, "%s-value", w->topic);
@@ -858,8 +842,7 @@ int cl_snapshot_worker_run(cl_snapshot_worker *w, char *err, size_t errlen)
     int rc = cl_weights_follower_start(w->follower, deadline, err, errlen);
     if (rc != CL_OK) {
         cl_http_set_health(w->http, 0, err);
-        if (rc == CL_ESTOP && w->follow)
-            return CL_OK;
+        if (rc == CL_ESTOP && w->follow) return CL_OK;
         return rc;
     }
     cl_http_set_health(w->http, 1, NULL);
@@ -888,14 +871,12 @@ int cl_snapshot_worker_run(cl_snapshot_worker *w, char *err, size_t errlen)
                 cl_http_set_health(w->http, 1, NULL);
             }
         }
-        if (!w->follow)
-            break;
+        if (!w->follow) break;
         /* Between scans: follow the weights topic. */
         int64_t until = cl_mono_ms() + w->poll_interval_ms;
         while (!cl_stop_requested() && cl_mono_ms() < until) {
             rc = cl_weights_follower_poll(w->follower, 100, e2, sizeof e2);
-            if (rc != CL_OK)
-                return cl_seterr(err, errlen, rc, "weights topic: %s", e2);
+            if (rc != CL_OK) return cl_seterr(err, errlen, rc, "weights topic: %s", e2);
             cl_producer_poll(w->producer, 0);
         }
     } while (!cl_stop_requested());
@@ -911,8 +892,7 @@ void cl_snapshot_worker_counts(const cl_snapshot_worker *w, cl_snapshot_counts *
 
 void cl_snapshot_worker_free(cl_snapshot_worker *w)
 {
-    if (!w)
-        return;
+    if (!w) return;
     cl_http_stop(w->http);
     cl_weights_follower_free(w->follower);
     if (w->producer) {

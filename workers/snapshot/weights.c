@@ -13,10 +13,14 @@
 const char *cl_weights_effect_name(cl_weights_effect e)
 {
     switch (e) {
-    case CL_WEIGHTS_NEW_CHAMPION: return "new_champion";
-    case CL_WEIGHTS_NEW_CHALLENGER: return "new_challenger";
-    case CL_WEIGHTS_ENDED_CHALLENGER: return "ended_challenger";
-    case CL_WEIGHTS_IGNORED: return "ignored";
+    case CL_WEIGHTS_NEW_CHAMPION:
+        return "new_champion";
+    case CL_WEIGHTS_NEW_CHALLENGER:
+        return "new_challenger";
+    case CL_WEIGHTS_ENDED_CHALLENGER:
+        return "ended_challenger";
+    case CL_WEIGHTS_IGNORED:
+        return "ignored";
     }
     return "?";
 }
@@ -25,8 +29,7 @@ int cl_weights_book_init(cl_weights_book *b, int64_t created_at, char *err, size
 {
     memset(b, 0, sizeof *b);
     b->seed = malloc(sizeof *b->seed);
-    if (!b->seed)
-        return cl_seterr(err, errlen, CL_ENOMEM, "out of memory for the seed weights");
+    if (!b->seed) return cl_seterr(err, errlen, CL_ENOMEM, "out of memory for the seed weights");
     cl_weight_config_seed(b->seed, created_at);
     return CL_OK;
 }
@@ -44,16 +47,14 @@ void cl_weights_book_free(cl_weights_book *b)
 static cl_weights_model *find(const cl_weights_book *b, const char *model)
 {
     for (size_t i = 0; i < b->n; i++)
-        if (strcmp(b->models[i].model, model) == 0)
-            return (cl_weights_model *)&b->models[i];
+        if (strcmp(b->models[i].model, model) == 0) return (cl_weights_model *)&b->models[i];
     return NULL;
 }
 
 const cl_weight_config *cl_weights_book_champion(const cl_weights_book *b, const char *model)
 {
     const cl_weights_model *m = find(b, model);
-    if (m && m->champion)
-        return m->champion;
+    if (m && m->champion) return m->champion;
     return strcmp(model, CL_SEED_MODEL) == 0 ? b->seed : NULL;
 }
 
@@ -73,9 +74,8 @@ static int put(cl_weight_config **slot, const cl_weight_config *c, char *err, si
     return CL_OK;
 }
 
-int cl_weights_book_apply(cl_weights_book *b, const cl_weight_config *c,
-                          cl_weights_effect *effect, char *why, size_t whylen, char *err,
-                          size_t errlen)
+int cl_weights_book_apply(cl_weights_book *b, const cl_weight_config *c, cl_weights_effect *effect,
+                          char *why, size_t whylen, char *err, size_t errlen)
 {
     *effect = CL_WEIGHTS_IGNORED;
     char scratch[8];
@@ -103,7 +103,8 @@ int cl_weights_book_apply(cl_weights_book *b, const cl_weight_config *c,
         } else if (champion && champion->version == c->version) {
             snprintf(why, whylen,
                      "champion v%lld is %s without a successor; it stays in force until a "
-                     "new CHAMPION record arrives", v, cl_model_status_name(c->status));
+                     "new CHAMPION record arrives",
+                     v, cl_model_status_name(c->status));
         } else {
             snprintf(why, whylen, "v%lld is not active", v);
         }
@@ -147,8 +148,7 @@ int cl_weights_book_apply(cl_weights_book *b, const cl_weight_config *c,
     }
     int rc;
     if (c->status == CL_MODEL_CHAMPION) {
-        if ((rc = put(&m->champion, c, err, errlen)) != CL_OK)
-            return rc;
+        if ((rc = put(&m->champion, c, err, errlen)) != CL_OK) return rc;
         m->champion->status = CL_MODEL_CHAMPION;
         *effect = CL_WEIGHTS_NEW_CHAMPION;
         if (m->challenger && m->challenger->version <= c->version) {
@@ -160,8 +160,7 @@ int cl_weights_book_apply(cl_weights_book *b, const cl_weight_config *c,
             snprintf(why, whylen, "champion v%lld", v);
         }
     } else {
-        if ((rc = put(&m->challenger, c, err, errlen)) != CL_OK)
-            return rc;
+        if ((rc = put(&m->challenger, c, err, errlen)) != CL_OK) return rc;
         *effect = CL_WEIGHTS_NEW_CHALLENGER;
         snprintf(why, whylen, "challenger v%lld", v);
     }
@@ -171,8 +170,7 @@ int cl_weights_book_apply(cl_weights_book *b, const cl_weight_config *c,
 
 static int listed(const char *only, const char *model)
 {
-    if (!only || !*only)
-        return 1;
+    if (!only || !*only) return 1;
     size_t n = strlen(model);
     const char *p = only;
     while (*p) {
@@ -184,8 +182,7 @@ static int listed(const char *only, const char *model)
         const char *t = e;
         while (t > p && t[-1] == ' ')
             t--;
-        if ((size_t)(t - p) == n && memcmp(p, model, n) == 0)
-            return 1;
+        if ((size_t)(t - p) == n && memcmp(p, model, n) == 0) return 1;
         p = e;
     }
     return 0;
@@ -203,19 +200,14 @@ void cl_weights_book_active(const cl_weights_book *b, const char *only,
         /* The seed model takes its place in name order when the topic never named it. */
         if (!seed_done && (i == b->n || strcmp(CL_SEED_MODEL, b->models[i].model) < 0)) {
             seed_done = 1;
-            if (listed(only, CL_SEED_MODEL))
-                list[k++] = b->seed;
+            if (listed(only, CL_SEED_MODEL)) list[k++] = b->seed;
         }
-        if (i == b->n)
-            break;
+        if (i == b->n) break;
         const cl_weights_model *m = &b->models[i];
-        if (!listed(only, m->model))
-            continue;
+        if (!listed(only, m->model)) continue;
         const cl_weight_config *ch = cl_weights_book_champion(b, m->model);
-        if (ch)
-            list[k++] = ch;
-        if (m->challenger)
-            list[k++] = m->challenger;
+        if (ch) list[k++] = ch;
+        if (m->challenger) list[k++] = m->challenger;
     }
     for (size_t i = 0; i < k; i++) {
         if (*n < max)

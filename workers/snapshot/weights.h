@@ -70,9 +70,8 @@ void cl_weights_book_free(cl_weights_book *b);
  * receives a short reason for the log ("v3 is older than champion v5"). CL_ENOMEM on
  * allocation failure, CL_EFULL when a new model would exceed CL_WEIGHTS_MAX_MODELS (the
  * book is unchanged in both cases). */
-int cl_weights_book_apply(cl_weights_book *b, const cl_weight_config *c,
-                          cl_weights_effect *effect, char *why, size_t whylen, char *err,
-                          size_t errlen);
+int cl_weights_book_apply(cl_weights_book *b, const cl_weight_config *c, cl_weights_effect *effect,
+                          char *why, size_t whylen, char *err, size_t errlen);
 
 /* The champion/challenger in force for a model (seed fallback included), or NULL. */
 const cl_weight_config *cl_weights_book_champion(const cl_weights_book *b, const char *model);

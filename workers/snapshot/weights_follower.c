@@ -35,22 +35,19 @@ struct cl_weights_follower {
 
 static void count(cl_weights_follower *f, const char *result)
 {
-    if (f->m_records)
-        cl_prom_counter_add(f->m_records, (const char *[]){result}, 1);
+    if (f->m_records) cl_prom_counter_add(f->m_records, (const char *[]){result}, 1);
 }
 
 /* The version gauges mirror the active set: cleared and rebuilt after each change. */
 static void export_versions(cl_weights_follower *f)
 {
-    if (!f->m_version)
-        return;
+    if (!f->m_version) return;
     cl_prom_clear(f->m_version);
     const cl_weight_config *act[2 * CL_WEIGHTS_MAX_MODELS + 1];
     size_t n, dropped;
     cl_weights_book_active(&f->book, NULL, act, sizeof act / sizeof act[0], &n, &dropped);
     for (size_t i = 0; i < n; i++) {
-        const char *status =
-            act[i]->status == CL_MODEL_CHALLENGER ? "CHALLENGER" : "CHAMPION";
+        const char *status = act[i]->status == CL_MODEL_CHALLENGER ? "CHALLENGER" : "CHAMPION";
         cl_prom_gauge_set(f->m_version, (const char *[]){act[i]->model, status},
                           (double)act[i]->version);
     }
@@ -59,8 +56,7 @@ static void export_versions(cl_weights_follower *f)
 static void lag_collector(cl_prom *reg, void *ud)
 {
     cl_weights_follower *f = ud;
-    if (!f->consumer)
-        return;
+    if (!f->consumer) return;
     rd_kafka_t *rk = cl_consumer_handle(f->consumer);
     cl_prom_partition_lag rows[MAX_PARTITIONS];
     size_t n = 0;
@@ -68,8 +64,7 @@ static void lag_collector(cl_prom *reg, void *ud)
         int64_t lo = -1, hi = -1;
         if (rd_kafka_get_watermark_offsets(rk, f->topic, p, &lo, &hi) != RD_KAFKA_RESP_ERR_NO_ERROR)
             continue;
-        if (hi < 0)
-            continue;
+        if (hi < 0) continue;
         int64_t next = atomic_load(&f->next[p]);
         /* Nothing read yet: the reader starts at the log start offset. */
         int64_t pos = next >= 0 ? next : (lo >= 0 ? lo : -1);
@@ -92,8 +87,7 @@ int cl_weights_follower_new(cl_weights_follower **out, const cl_weights_follower
 {
     *out = NULL;
     cl_weights_follower *f = calloc(1, sizeof *f);
-    if (!f)
-        return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
+    if (!f) return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
     f->o = *opts;
     for (int i = 0; i < MAX_PARTITIONS; i++)
         atomic_init(&f->next[i], -1);
@@ -103,8 +97,7 @@ int cl_weights_follower_new(cl_weights_follower **out, const cl_weights_follower
         cl_strlcpy(f->lag_group, opts->lag_group ? opts->lag_group : "closedloop-snapshot",
                    sizeof f->lag_group) != CL_OK)
         rc = cl_seterr(err, errlen, CL_EINVAL, "weights topic or dlq topic name is too long");
-    if (rc == CL_OK)
-        rc = cl_weights_book_init(&f->book, cl_now_ms(), err, errlen);
+    if (rc == CL_OK) rc = cl_weights_book_init(&f->book, cl_now_ms(), err, errlen);
     if (rc == CL_OK && !(f->scratch = malloc(sizeof *f->scratch)))
         rc = cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
     if (rc == CL_OK) {
@@ -140,10 +133,8 @@ int cl_weights_follower_new(cl_weights_follower **out, const cl_weights_follower
 
 void cl_weights_follower_free(cl_weights_follower *f)
 {
-    if (!f)
-        return;
-    if (f->collector > 0)
-        cl_prom_remove_collector(f->o.prom, f->collector);
+    if (!f) return;
+    if (f->collector > 0) cl_prom_remove_collector(f->o.prom, f->collector);
     if (f->consumer) {
         char err[CL_ERRLEN];
         cl_consumer_close(f->consumer, 5000, err, sizeof err);
@@ -168,9 +159,8 @@ static void to_dlq(cl_weights_follower *f, const cl_message *m, const char *erro
            "source=\"%s\" error=\"%s\" action=dlq weights_in_force=unchanged", where, error);
     count(f, "dlq");
     char err[CL_ERRLEN];
-    if (!f->o.dlq_producer ||
-        cl_kafka_dlq_send(f->o.dlq_producer, f->dlq_topic, m, "snapshot", error, NULL, err,
-                          sizeof err) != CL_OK)
+    if (!f->o.dlq_producer || cl_kafka_dlq_send(f->o.dlq_producer, f->dlq_topic, m, "snapshot",
+                                                error, NULL, err, sizeof err) != CL_OK)
         cl_log(CL_LOG_ERROR, "dlq_send_failed", "source=\"%s\" dlq=%s error=\"%s\"", where,
                f->dlq_topic, f->o.dlq_producer ? err : "no producer");
 }
@@ -185,8 +175,7 @@ static int handle(cl_weights_follower *f, const cl_message *m, char *err, size_t
          * worker's key design: versions end by REJECTED/RETIRED records, not here. */
         count(f, "tombstone");
         cl_log(CL_LOG_INFO, "weights_tombstone_ignored",
-               "topic=%s partition=%" PRId32 " offset=%" PRId64, m->topic, m->partition,
-               m->offset);
+               "topic=%s partition=%" PRId32 " offset=%" PRId64, m->topic, m->partition, m->offset);
         return CL_OK;
     }
     avro_value_t *v;
@@ -216,20 +205,17 @@ static int handle(cl_weights_follower *f, const cl_message *m, char *err, size_t
            f->scratch->model, (long long)f->scratch->version,
            cl_model_status_name(f->scratch->status), cl_weights_effect_name(effect), m->offset,
            why);
-    if (effect != CL_WEIGHTS_IGNORED)
-        export_versions(f);
+    if (effect != CL_WEIGHTS_IGNORED) export_versions(f);
     return CL_OK;
 }
 
 int cl_weights_follower_poll(cl_weights_follower *f, int timeout_ms, char *err, size_t errlen)
 {
-    if (!f->consumer)
-        return cl_seterr(err, errlen, CL_ERR, "weights follower not started");
+    if (!f->consumer) return cl_seterr(err, errlen, CL_ERR, "weights follower not started");
     cl_message msgs[POLL_BATCH];
     size_t n;
     int rc = cl_consumer_poll(f->consumer, msgs, POLL_BATCH, &n, timeout_ms, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     for (size_t i = 0; i < n; i++) {
         char e2[CL_ERRLEN];
         if (handle(f, &msgs[i], e2, sizeof e2) == CL_EAGAIN) {
@@ -246,8 +232,7 @@ int cl_weights_follower_poll(cl_weights_follower *f, int timeout_ms, char *err, 
     return CL_OK;
 }
 
-int cl_weights_follower_start(cl_weights_follower *f, int64_t deadline_ms, char *err,
-                              size_t errlen)
+int cl_weights_follower_start(cl_weights_follower *f, int64_t deadline_ms, char *err, size_t errlen)
 {
     const char *const topics[] = {f->topic};
     char last[CL_ERRLEN] = "";
@@ -258,8 +243,7 @@ int cl_weights_follower_start(cl_weights_follower *f, int64_t deadline_ms, char 
         cl_consumer_opts co = {.topics = topics, .ntopics = 1, .read_to_end = 1};
         char e2[CL_ERRLEN];
         int rc = cl_consumer_new(f->o.cfg, &co, &f->consumer, e2, sizeof e2);
-        if (rc == CL_OK)
-            break;
+        if (rc == CL_OK) break;
         if (rc != CL_ENOTFOUND && rc != CL_EIO && rc != CL_ETIMEOUT)
             return cl_seterr(err, errlen, rc, "reading %s: %s", f->topic, e2);
         if (!waited_log || strcmp(last, e2) != 0)
@@ -278,10 +262,10 @@ int cl_weights_follower_start(cl_weights_follower *f, int64_t deadline_ms, char 
         if (deadline_ms >= 0 && cl_mono_ms() >= deadline_ms)
             return cl_seterr(err, errlen, CL_ETIMEOUT,
                              "gave up reading the weights topic %s to its end (is the broker "
-                             "reachable?)", f->topic);
+                             "reachable?)",
+                             f->topic);
         int rc = cl_weights_follower_poll(f, 200, err, errlen);
-        if (rc != CL_OK)
-            return rc;
+        if (rc != CL_OK) return rc;
     }
     const cl_weight_config *act[CL_MAX_SCORES];
     size_t n, dropped;
@@ -290,7 +274,8 @@ int cl_weights_follower_start(cl_weights_follower *f, int64_t deadline_ms, char 
         f->announced_seed = 1;
         cl_log(CL_LOG_INFO, "weights_seed_in_force",
                "topic=%s detail=\"no weight config on the topic; the seed model %s v1 is the "
-               "champion\"", f->topic, CL_SEED_MODEL);
+               "champion\"",
+               f->topic, CL_SEED_MODEL);
     }
     for (size_t i = 0; i < n; i++)
         cl_log(CL_LOG_INFO, "weights_in_force", "model=%s version=%lld status=%s", act[i]->model,

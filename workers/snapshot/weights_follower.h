@@ -38,13 +38,13 @@
 
 typedef struct {
     const cl_config *cfg;
-    const char *topic;            /* full name of the weights topic */
-    const char *dlq_topic;        /* full name of the dlq topic */
-    const char *lag_group;        /* consumergroup label of the lag series */
-    cl_producer *dlq_producer;    /* borrowed; sends with msg_opaque NULL */
+    const char *topic;              /* full name of the weights topic */
+    const char *dlq_topic;          /* full name of the dlq topic */
+    const char *lag_group;          /* consumergroup label of the lag series */
+    cl_producer *dlq_producer;      /* borrowed; sends with msg_opaque NULL */
     const cl_avro_schemas *schemas; /* borrowed */
-    cl_registry *registry;        /* borrowed; may be NULL */
-    cl_prom *prom;                /* borrowed; may be NULL */
+    cl_registry *registry;          /* borrowed; may be NULL */
+    cl_prom *prom;                  /* borrowed; may be NULL */
 } cl_weights_follower_opts;
 
 typedef struct cl_weights_follower cl_weights_follower;
