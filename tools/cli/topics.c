@@ -17,6 +17,7 @@
 
 #include "cli.h"
 #include "kafka.h"
+#include "util.h"
 
 static const cl_option topics_options[] = {
     {"partitions", CL_OPT_INT, "6",
@@ -74,7 +75,15 @@ static int create(cl_config *cfg)
         return CL_CLI_FAIL;
     }
     cl_topic_info *infos;
-    if (cl_kafka_describe_topics(cfg, names, NTOPICS, &infos, timeout, err, sizeof err) != CL_OK) {
+    /* CreateTopics returns before every broker's metadata cache knows the new topics, so
+     * a describe right after can say "does not exist": retry briefly before failing. */
+    int rc = CL_ERR;
+    for (int attempt = 0; attempt < 20; attempt++) {
+        rc = cl_kafka_describe_topics(cfg, names, NTOPICS, &infos, timeout, err, sizeof err);
+        if (rc == CL_OK) break;
+        cl_sleep_ms(250);
+    }
+    if (rc != CL_OK) {
         fprintf(stderr, "closedloop topics create: created, but describing them failed: %s\n", err);
         return CL_CLI_FAIL;
     }
