@@ -420,7 +420,8 @@ int cl_patterns_analyse(const cl_eval_set *s, size_t vi, const cl_metrics_window
         rc = cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
         goto done;
     }
-    qsort(rules.items, rules.n, sizeof *rules.items, rule_cmp);
+    if (rules.n > 1)
+        qsort(rules.items, rules.n, sizeof *rules.items, rule_cmp);
     /* Keep max_rules of each kind (the list is sorted by kind first). */
     size_t kept = 0, per_kind[2] = {0, 0};
     for (size_t i = 0; i < rules.n; i++)
