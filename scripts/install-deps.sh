@@ -8,7 +8,7 @@ debs=(build-essential cmake pkg-config git
       libjansson-dev libssl-dev libmicrohttpd-dev libcmocka-dev zlib1g-dev
       clang libclang-rt-14-dev llvm
       openjdk-17-jre-headless maven python3 python3-pip python3-venv
-      clang-format curl)
+      clang-format curl chromium)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
