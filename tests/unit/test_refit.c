@@ -600,6 +600,24 @@ static void test_trial_decisions(void **state)
     assert_non_null(strstr(tr.reason, "promoted"));
     cl_training_rows_free(&rows);
 
+    /* Better AUC but the challenger calls half of everything HIGH: a significant precision
+     * drop blocks the promotion (wait inside the maximum trial, then reject). */
+    draw_trial(&rows, 400, 40, 0.1, 0.5, 1);
+    for (size_t i = 0; i < rows.n; i++) {
+        rows.high[0][i] = rows.won[i] && i % 3 == 0;
+        rows.high[1][i] = i % 2 == 0;
+    }
+    assert_int_equal(cl_refit_evaluate_trial(&rows, &o, &tr, err, sizeof err), CL_OK);
+    assert_int_equal(tr.decision, CL_TRIAL_WAIT);
+    assert_true(tr.precision_drop_p < 0.05);
+    assert_non_null(strstr(tr.reason, "without a precision drop"));
+    o.max_trial_days = 30;
+    assert_int_equal(cl_refit_evaluate_trial(&rows, &o, &tr, err, sizeof err), CL_OK);
+    assert_int_equal(tr.decision, CL_TRIAL_REJECT);
+    assert_non_null(strstr(tr.reason, "precision at HIGH dropped"));
+    o.max_trial_days = 90;
+    cl_training_rows_free(&rows);
+
     /* Same, but only 20 days of outcomes: wait. */
     draw_trial(&rows, 400, 20, 0.1, 0.5, 1);
     assert_int_equal(cl_refit_evaluate_trial(&rows, &o, &tr, err, sizeof err), CL_OK);

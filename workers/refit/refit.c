@@ -904,6 +904,7 @@ int cl_refit_evaluate_trial(const cl_training_rows *rows, const cl_refit_options
 {
     memset(out, 0, sizeof *out);
     out->decision = CL_TRIAL_WAIT;
+    out->precision_drop_p = 1;
     size_t cap = rows->n_opps ? rows->n_opps : 1;
     double *a = malloc(cap * sizeof *a), *b = malloc(cap * sizeof *b);
     uint8_t *won = malloc(cap), *ha = malloc(cap), *hb = malloc(cap);
@@ -967,7 +968,20 @@ int cl_refit_evaluate_trial(const cl_training_rows *rows, const cl_refit_options
     }
     out->have_delong = 1;
     const cl_delong_result *D = &out->delong;
-    int prec_ok = out->precision_challenger >= out->precision_champion;
+    /* "Precision at HIGH did not drop": a few dozen HIGH-scored outcomes make the raw
+     * difference mostly noise, so a drop counts when it is significant (one-sided
+     * two-proportion z-test at p_value), or when the challenger scores nobody HIGH
+     * while the champion did. */
+    int prec_ok = 1;
+    if (pp[1] == 0 && pp[0] > 0 && tp[0] > 0) {
+        prec_ok = 0;
+    } else if (pp[0] > 0 && pp[1] > 0 && out->precision_challenger < out->precision_champion) {
+        double pooled = (tp[0] + tp[1]) / (pp[0] + pp[1]);
+        double se = sqrt(pooled * (1 - pooled) * (1 / pp[0] + 1 / pp[1]));
+        double z = se > 0 ? (out->precision_champion - out->precision_challenger) / se : INFINITY;
+        out->precision_drop_p = cl_normal_sf(z);
+        prec_ok = !(out->precision_drop_p < o->p_value);
+    }
     char numbers[600];
     snprintf(numbers, sizeof numbers,
              "AUC %.4f vs champion v%" PRId64 " %.4f (delta %+.4f, DeLong p = %.3g), precision "

@@ -28,7 +28,9 @@
  * taken at least promotion_horizon_days before its close that carries both scores.
  * When those paired outcomes span window_days of close dates and number at least
  * min_paired, the challenger is promoted if DeLong's paired test says its AUC is
- * higher with p < p_value and its precision at HIGH is not lower; it is rejected when
+ * higher with p < p_value and its precision at HIGH has not dropped significantly (a
+ * one-sided two-proportion test at p_value: a raw comparison over a few dozen HIGH-scored
+ * outcomes would be decided by noise); it is rejected when
  * it is significantly worse at any point after min_paired, or when the trial has run
  * max_trial_days without a verdict.
  */
@@ -156,6 +158,7 @@ typedef struct {
     int have_delong;
     cl_delong_result delong; /* a = champion, b = challenger */
     double precision_champion, precision_challenger; /* at HIGH, 0 when none */
+    double precision_drop_p; /* one-sided p of "challenger's precision is lower"; 1 if not */
     char reason[CL_REASON_MAX + 1];
 } cl_trial_result;
 
