@@ -17,6 +17,16 @@
 #   CLOSEDLOOP_KAFKA_CACHE            jar cache (default deploy/kafka/.cache)
 #   CLOSEDLOOP_KAFKA_HEAP             JVM max heap (default 512m)
 #   CLOSEDLOOP_KAFKA_START_TIMEOUT    seconds to wait until the broker answers (default 120)
+#
+# Optional second listener, SASL_SSL with SCRAM-SHA-512 (unset: PLAINTEXT only, as before):
+#   CLOSEDLOOP_KAFKA_SASL_SSL_PORT    port on 127.0.0.1 for the SASL_SSL listener
+#   CLOSEDLOOP_KAFKA_SSL_KEYSTORE     PKCS12 keystore of the broker (default: a test CA and
+#                                     certificate made by make-test-ca.sh in <run dir>/tls)
+#   CLOSEDLOOP_KAFKA_SSL_KEYSTORE_PASSWORD_FILE  file holding the keystore password
+#   CLOSEDLOOP_KAFKA_SCRAM_USER       SCRAM user created on the broker (default closedloop)
+#   CLOSEDLOOP_KAFKA_SCRAM_PASSWORD_FILE  file holding its password (default: a random one
+#                                     written to <run dir>/tls/scram.password, mode 0600)
+# Passwords travel in files, never in argv or the environment of the workers.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,6 +36,7 @@ run_dir=${CLOSEDLOOP_KAFKA_DIR:-$here/run}
 cache_dir=${CLOSEDLOOP_KAFKA_CACHE:-$here/.cache}
 heap=${CLOSEDLOOP_KAFKA_HEAP:-512m}
 start_timeout=${CLOSEDLOOP_KAFKA_START_TIMEOUT:-120}
+sasl_port=${CLOSEDLOOP_KAFKA_SASL_SSL_PORT:-}
 
 say() { printf 'kafka: %s\n' "$*"; }
 die() { printf 'kafka: error: %s\n' "$*" >&2; exit 1; }
@@ -37,6 +48,11 @@ is_port "$controller_port" || die "CLOSEDLOOP_KAFKA_CONTROLLER_PORT='$controller
 [[ $controller_port != "$port" ]] || die "client and controller ports are both $port"
 [[ $heap =~ ^[0-9]+[kKmMgG]$ ]] || die "CLOSEDLOOP_KAFKA_HEAP='$heap' is not a JVM size like 512m"
 [[ $start_timeout =~ ^[0-9]+$ ]] || die "CLOSEDLOOP_KAFKA_START_TIMEOUT='$start_timeout' is not a number of seconds"
+if [[ -n $sasl_port ]]; then
+    is_port "$sasl_port" || die "CLOSEDLOOP_KAFKA_SASL_SSL_PORT='$sasl_port' is not a TCP port"
+    [[ $sasl_port != "$port" && $sasl_port != "$controller_port" ]] \
+        || die "CLOSEDLOOP_KAFKA_SASL_SSL_PORT=$sasl_port collides with the client or controller port"
+fi
 
 pid_file=$run_dir/kafka.pid
 data_dir=$run_dir/data
@@ -118,7 +134,112 @@ ensure_jars() {
     printf '%s\n' "$want" >"$cache_dir/libs/.complete"
 }
 
+# --- SASL_SSL (only when CLOSEDLOOP_KAFKA_SASL_SSL_PORT is set) -----------------
+tls_dir=$run_dir/tls
+keystore= keystore_password= scram_user= scram_password_file=
+
+# Resolves the keystore, its password and the SCRAM user/password file; makes a test
+# CA with make-test-ca.sh when no keystore is given. Everything secret stays 0600.
+prepare_sasl_ssl() {
+    local running=${1:-}
+    keystore=${CLOSEDLOOP_KAFKA_SSL_KEYSTORE:-}
+    local ks_pw_file=${CLOSEDLOOP_KAFKA_SSL_KEYSTORE_PASSWORD_FILE:-}
+    if [[ -z $keystore ]]; then
+        [[ -z $ks_pw_file ]] || die "CLOSEDLOOP_KAFKA_SSL_KEYSTORE_PASSWORD_FILE is set without CLOSEDLOOP_KAFKA_SSL_KEYSTORE"
+        bash "$here/make-test-ca.sh" "$tls_dir" >&2 || die "could not make the test CA in $tls_dir"
+        keystore=$tls_dir/server.p12
+        ks_pw_file=$tls_dir/server.p12.password
+    fi
+    [[ -r $keystore ]] || die "keystore '$keystore' (CLOSEDLOOP_KAFKA_SSL_KEYSTORE) is not readable"
+    [[ -n $ks_pw_file && -r $ks_pw_file ]] \
+        || die "the keystore password file '${ks_pw_file}' (CLOSEDLOOP_KAFKA_SSL_KEYSTORE_PASSWORD_FILE) is not readable"
+    keystore_password=$(head -n1 "$ks_pw_file")
+    # The value lands in a properties file: no line breaks or escapes that would change it.
+    [[ $keystore_password =~ ^[A-Za-z0-9._~@%+=:,/-]{1,256}$ ]] \
+        || die "the keystore password in $ks_pw_file must be 1..256 of [A-Za-z0-9._~@%+=:,/-]"
+    [[ $keystore != *$'\n'* && $keystore != *'\'* ]] || die "keystore path '$keystore' has a newline or backslash"
+
+    scram_user=${CLOSEDLOOP_KAFKA_SCRAM_USER:-closedloop}
+    [[ $scram_user =~ ^[A-Za-z0-9._-]{1,64}$ ]] \
+        || die "CLOSEDLOOP_KAFKA_SCRAM_USER='$scram_user' must be 1..64 of [A-Za-z0-9._-]"
+    scram_password_file=${CLOSEDLOOP_KAFKA_SCRAM_PASSWORD_FILE:-}
+    if [[ -z $scram_password_file ]]; then
+        scram_password_file=$tls_dir/scram.password
+        if [[ ! -s $scram_password_file ]]; then
+            (umask 077 && mkdir -p "$tls_dir" && openssl rand -hex 24 >"$scram_password_file") \
+                || die "could not write $scram_password_file"
+        fi
+    fi
+    [[ -r $scram_password_file && -s $scram_password_file ]] \
+        || die "the SCRAM password file '$scram_password_file' (CLOSEDLOOP_KAFKA_SCRAM_PASSWORD_FILE) is empty or unreadable"
+    if [[ -z $running ]] && port_open "$sasl_port"; then
+        die "SASL_SSL port $sasl_port is in use; set CLOSEDLOOP_KAFKA_SASL_SSL_PORT"
+    fi
+}
+
+# Creates or updates the SCRAM-SHA-512 credential through the PLAINTEXT listener with
+# the admin API (KRaft stores it in the metadata log, so it survives restarts); the
+# password is read from its file inside Python, never passed on a command line.
+upsert_scram_user() {
+    python3 -c 'import confluent_kafka' 2>/dev/null \
+        || die "the SASL_SSL listener needs python3 with confluent-kafka to create the SCRAM user (pip install confluent-kafka)"
+    python3 - "$bootstrap" "$scram_user" "$scram_password_file" <<'PY' || die "could not create the SCRAM-SHA-512 user '$scram_user'"
+import sys
+from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
+                                   UserScramCredentialUpsertion)
+bootstrap, user, pw_file = sys.argv[1:4]
+with open(pw_file, "rb") as f:
+    password = f.readline().rstrip(b"\r\n")
+if not password:
+    sys.exit(f"{pw_file} holds an empty password")
+admin = AdminClient({"bootstrap.servers": bootstrap})
+info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
+futures = admin.alter_user_scram_credentials([UserScramCredentialUpsertion(user, info, password)])
+for fut in futures.values():
+    fut.result(30)
+PY
+}
+
+# Ready on SASL_SSL = a client that verifies the broker certificate against the CA and
+# authenticates with SCRAM gets metadata (the credential has reached the listener).
+sasl_answers() {
+    local ca=${CLOSEDLOOP_KAFKA_SSL_CA:-$tls_dir/ca.pem}
+    python3 - "127.0.0.1:$sasl_port" "$scram_user" "$scram_password_file" "$ca" <<'PY' 2>/dev/null
+import sys
+from confluent_kafka.admin import AdminClient
+bootstrap, user, pw_file, ca = sys.argv[1:5]
+with open(pw_file) as f:
+    password = f.readline().rstrip("\r\n")
+conf = {"bootstrap.servers": bootstrap, "security.protocol": "SASL_SSL",
+        "sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": user, "sasl.password": password,
+        "socket.timeout.ms": 3000}
+import os
+if os.path.exists(ca):
+    conf["ssl.ca.location"] = ca
+md = AdminClient(conf).list_topics(timeout=3)
+sys.exit(0 if md.brokers else 1)
+PY
+}
+
+wait_sasl_ready() {
+    local deadline=$((SECONDS + start_timeout))
+    while ((SECONDS < deadline)); do
+        sasl_answers && return 0
+        sleep 1
+    done
+    die "the SASL_SSL listener on 127.0.0.1:$sasl_port did not accept '$scram_user' within ${start_timeout}s (log: $log_dir/server.log)"
+}
+
+finish_sasl_ssl() {
+    [[ -n $sasl_port ]] || return 0
+    upsert_scram_user
+    wait_sasl_ready
+    say "SASL_SSL (SCRAM-SHA-512) ready on 127.0.0.1:$sasl_port for user $scram_user (CA ${CLOSEDLOOP_KAFKA_SSL_CA:-$tls_dir/ca.pem})"
+}
+
 write_properties() {
+    # With SASL_SSL the file holds the keystore password: create it private first.
+    [[ -z $sasl_port ]] || (umask 077 && rm -f "$props.tmp" && : >"$props.tmp")
     {
         printf '# Generated by deploy/kafka/start.sh from broker.properties; edit that file.\n'
         cat "$here/broker.properties"
@@ -128,6 +249,9 @@ write_properties() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$controller_port
+EOF
+        if [[ -z $sasl_port ]]; then
+            cat <<EOF
 listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
 advertised.listeners=PLAINTEXT://127.0.0.1:$port
 controller.listener.names=CONTROLLER
@@ -135,6 +259,27 @@ inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 log.dirs=$data_dir
 EOF
+        else
+            # Brokers talk to each other (and the controller) in PLAINTEXT on loopback, so
+            # no SCRAM credential is needed before the first start; clients choose.
+            cat <<EOF
+listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sasl_port,CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sasl_port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
+log.dirs=$data_dir
+
+# --- SASL_SSL listener (CLOSEDLOOP_KAFKA_SASL_SSL_PORT) ---
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PKCS12
+listener.name.sasl_ssl.ssl.keystore.location=$keystore
+listener.name.sasl_ssl.ssl.keystore.password=$keystore_password
+listener.name.sasl_ssl.ssl.client.auth=none
+EOF
+        fi
     } >"$props.tmp"
     mv "$props.tmp" "$props"
 }
@@ -162,13 +307,24 @@ wait_ready() {
 
 # --- already running? ---------------------------------------------------------
 if pid=$(our_pid); then
+    if [[ -n $sasl_port ]] && ! grep -q "^listeners=.*SASL_SSL://127.0.0.1:$sasl_port," "$props" 2>/dev/null; then
+        die "the running broker (pid $pid) has no SASL_SSL listener on port $sasl_port; stop it first (stop.sh)"
+    fi
     if broker_answers; then
         say "already running (pid $pid) on $bootstrap"
+        if [[ -n $sasl_port ]]; then
+            prepare_sasl_ssl running
+            finish_sasl_ssl
+        fi
         exit 0
     fi
     say "broker pid $pid is up but not answering yet; waiting"
     wait_ready "$pid"
     say "ready on $bootstrap (pid $pid)"
+    if [[ -n $sasl_port ]]; then
+        prepare_sasl_ssl running
+        finish_sasl_ssl
+    fi
     exit 0
 fi
 rm -f "$pid_file"
@@ -184,6 +340,7 @@ port_open "$controller_port" && die "controller port $controller_port is in use;
 # --- start --------------------------------------------------------------------
 ensure_java
 ensure_jars
+[[ -z $sasl_port ]] || prepare_sasl_ssl
 write_properties
 
 if [[ ! -f $data_dir/meta.properties ]]; then
@@ -203,3 +360,4 @@ pid=$!
 printf '%s\n' "$pid" >"$pid_file"
 wait_ready "$pid"
 say "ready on $bootstrap (pid $pid, log $log_dir/server.log)"
+finish_sasl_ssl
