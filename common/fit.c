@@ -57,6 +57,9 @@ typedef struct {
     double *hx;  /* n scratch: h·x_j */
     size_t ncons;
     double cons[MAXC][MAXP];
+    /* Newton-step scratch (kept off the stack: ~240 kB at 64 components). */
+    double Q[MAXP][MAXP], L[MAXP][MAXP], P[MAXP][MAXP], Z[MAXP][MAXP];
+    double HZ[MAXP][MAXP], Hr[MAXP][MAXP], A[MAXP][MAXP];
 } problem;
 
 static double sigmoid(double t)
@@ -147,99 +150,198 @@ static void gradient_hessian(problem *pb, const double *theta, double *g, double
     }
 }
 
-/* Solves the dense system M z = rhs (size m) by Gaussian elimination with partial
- * pivoting. Returns 0, or -1 when a pivot is negligible (singular to working precision). */
-static int solve_dense(size_t m, double M[][MAXP + MAXC], double *rhs, double *z)
+static double dot(const double *a, const double *b, size_t p);
+
+/* Result of one Newton step on the face of the working set. */
+typedef struct {
+    double d[MAXP];      /* the step */
+    double mu[MAXC];     /* multiplier per working row; 0 for a row dependent on earlier ones */
+    double decrement;    /* −g·d: the Newton decrement (damped when a ridge was needed) */
+    double stationarity; /* max |g + A_Wᵀμ|: the KKT stationarity residual at θ */
+} newton;
+
+/* Cholesky of the m×m matrix A (lower factor in place). Returns -1 at a pivot not above
+ * `floor`: A is then not positive definite to working precision. */
+static int cholesky(size_t m, double (*A)[MAXP], double floor)
 {
-    double scale = 0;
-    for (size_t i = 0; i < m; i++)
-        for (size_t j = 0; j < m; j++)
-            scale = fmax(scale, fabs(M[i][j]));
-    if (!(scale > 0))
-        return -1;
     for (size_t c = 0; c < m; c++) {
-        size_t piv = c;
-        for (size_t i = c + 1; i < m; i++)
-            if (fabs(M[i][c]) > fabs(M[piv][c]))
-                piv = i;
-        if (fabs(M[piv][c]) <= 1e-14 * scale)
+        double s = A[c][c];
+        for (size_t l = 0; l < c; l++)
+            s -= A[c][l] * A[c][l];
+        if (!(s > floor))
             return -1;
-        if (piv != c) {
-            for (size_t j = 0; j < m; j++) {
-                double t = M[c][j];
-                M[c][j] = M[piv][j];
-                M[piv][j] = t;
-            }
-            double t = rhs[c];
-            rhs[c] = rhs[piv];
-            rhs[piv] = t;
-        }
+        A[c][c] = sqrt(s);
         for (size_t i = c + 1; i < m; i++) {
-            double f = M[i][c] / M[c][c];
-            if (f == 0)
-                continue;
-            for (size_t j = c; j < m; j++)
-                M[i][j] -= f * M[c][j];
-            rhs[i] -= f * rhs[c];
+            double t = A[i][c];
+            for (size_t l = 0; l < c; l++)
+                t -= A[i][l] * A[c][l];
+            A[i][c] = t / A[c][c];
         }
-    }
-    for (size_t c = m; c-- > 0;) {
-        double s = rhs[c];
-        for (size_t j = c + 1; j < m; j++)
-            s -= M[c][j] * z[j];
-        z[c] = s / M[c][c];
     }
     return 0;
 }
 
-/* Newton step on the face defined by the working set: minimize g·d + ½dᵀHd subject to
- * A_W d = 0. Returns d and the multipliers mu (one per working constraint). A
- * Hessian that is singular on the face (collinear components, no penalty) gets a
- * growing ridge, which turns the step into a damped Newton step. */
-static int newton_step(const problem *pb, const double *g, double H[MAXP][MAXP],
-                       const size_t *work, size_t nwork, double *d, double *mu)
+/* Newton step on the face of the working set: minimize g·d + ½dᵀHd subject to A_W d = 0,
+ * by the null-space method, which is rank-revealing where the KKT system is not.
+ *
+ * 1. The working rows are orthonormalized in order (Gram-Schmidt, twice for accuracy).
+ *    A row whose residual is below 1e-10 of its norm is linearly dependent on earlier
+ *    rows: it is implied by them, adds nothing to the face, and gets multiplier 0.
+ *    (A KKT matrix with such a row — or a row twice — is exactly singular whatever is
+ *    done to H; that was the "Newton system singular" failure on ordinary data.)
+ * 2. An orthonormal basis Z of the face's null space completes that basis (pivoted on
+ *    the projector's diagonal, so every accepted vector has residual ≥ 1/√p).
+ * 3. The reduced system ZᵀHZ·u = −Zᵀg is solved by Cholesky after scaling its diagonal
+ *    to 1. H is positive semidefinite; if the reduced Hessian is singular to working
+ *    precision (collinear or constant components with λ = 0) a growing ridge δ is added
+ *    in the scaled metric: a damped Newton step, still a descent direction. With a
+ *    large δ it becomes a scaled projected-gradient step, so a step always exists.
+ * 4. Multipliers solve A_Wᵀμ = −(g + Hd) exactly on the independent rows (A = L·Q, Q
+ *    orthonormal, so Lᵀμ = −Q(g + Hd)).
+ * Returns 0, or -1 when the data produce non-finite numbers. */
+static int newton_step(problem *pb, const double *g, double H[MAXP][MAXP], const size_t *work,
+                       size_t nwork, newton *out)
 {
-    static const size_t dim = MAXP + MAXC;
-    size_t p = pb->p, m = p + nwork;
-    double (*M)[MAXP + MAXC] = malloc(sizeof(double[MAXP + MAXC][MAXP + MAXC]));
-    if (!M)
-        return -2;
-    double rhs[MAXP + MAXC], z[MAXP + MAXC];
-    double diag = 0;
-    for (size_t i = 0; i < p; i++)
-        diag = fmax(diag, H[i][i]);
-    /* Constraint rows enter scaled by s so that the Schur complement A·H⁻¹·Aᵀ·s² is of
-     * order one instead of 1/|H| (which for a million examples would look singular
-     * next to H itself); the multipliers are scaled back below. */
-    double s = sqrt(fmax(diag, 1.0));
-    double ridge = 0;
-    int rc = -1;
-    for (int attempt = 0; attempt < 12 && rc != 0; attempt++) {
-        for (size_t i = 0; i < m; i++)
-            for (size_t j = 0; j < dim && j < m; j++)
-                M[i][j] = 0;
-        for (size_t i = 0; i < p; i++) {
-            for (size_t j = 0; j < p; j++)
-                M[i][j] = H[i][j];
-            M[i][i] += ridge;
-            rhs[i] = -g[i];
-        }
-        for (size_t w = 0; w < nwork; w++) {
-            for (size_t j = 0; j < p; j++) {
-                M[p + w][j] = s * pb->cons[work[w]][j];
-                M[j][p + w] = s * pb->cons[work[w]][j];
+    size_t p = pb->p;
+    double (*Q)[MAXP] = pb->Q, (*L)[MAXP] = pb->L, (*P)[MAXP] = pb->P, (*Z)[MAXP] = pb->Z;
+    double (*HZ)[MAXP] = pb->HZ, (*Hr)[MAXP] = pb->Hr, (*A)[MAXP] = pb->A;
+    size_t rowof[MAXP], r = 0; /* rowof[i]: working index of orthonormal row i */
+    memset(out, 0, sizeof *out);
+    for (size_t w = 0; w < nwork && r < p; w++) {
+        const double *c = pb->cons[work[w]];
+        double norm = sqrt(dot(c, c, p));
+        if (!(norm > 0))
+            continue;
+        double q[MAXP];
+        for (size_t j = 0; j < p; j++)
+            q[j] = c[j] / norm;
+        for (int pass = 0; pass < 2; pass++)
+            for (size_t i = 0; i < r; i++) {
+                double t = dot(Q[i], q, p);
+                for (size_t j = 0; j < p; j++)
+                    q[j] -= t * Q[i][j];
             }
-            rhs[p + w] = 0;
-        }
-        rc = solve_dense(m, M, rhs, z);
-        ridge = ridge == 0 ? 1e-12 * fmax(diag, 1.0) : ridge * 100.0;
+        double res = sqrt(dot(q, q, p));
+        if (res <= 1e-10)
+            continue; /* dependent on earlier working rows */
+        for (size_t j = 0; j < p; j++)
+            Q[r][j] = q[j] / res;
+        rowof[r++] = w;
     }
-    free(M);
-    if (rc != 0)
+    for (size_t i = 0; i < r; i++)
+        for (size_t l = 0; l <= i; l++)
+            L[i][l] = dot(pb->cons[work[rowof[i]]], Q[l], p);
+
+    /* Null-space basis: P = I − QᵀQ, then repeatedly take P's largest column. */
+    size_t m = p - r;
+    for (size_t i = 0; i < p; i++)
+        for (size_t j = 0; j < p; j++) {
+            double s = i == j ? 1.0 : 0.0;
+            for (size_t l = 0; l < r; l++)
+                s -= Q[l][i] * Q[l][j];
+            P[i][j] = s;
+        }
+    for (size_t z = 0; z < m; z++) {
+        size_t best = 0;
+        for (size_t i = 1; i < p; i++)
+            if (P[i][i] > P[best][best])
+                best = i;
+        double v[MAXP];
+        for (size_t j = 0; j < p; j++)
+            v[j] = P[j][best];
+        for (size_t i = 0; i < r; i++) {
+            double t = dot(Q[i], v, p);
+            for (size_t j = 0; j < p; j++)
+                v[j] -= t * Q[i][j];
+        }
+        for (size_t i = 0; i < z; i++) {
+            double t = dot(Z[i], v, p);
+            for (size_t j = 0; j < p; j++)
+                v[j] -= t * Z[i][j];
+        }
+        double norm = sqrt(dot(v, v, p));
+        if (!(norm > 0))
+            return -1;
+        for (size_t j = 0; j < p; j++)
+            Z[z][j] = v[j] / norm;
+        for (size_t i = 0; i < p; i++)
+            for (size_t j = 0; j < p; j++)
+                P[i][j] -= Z[z][i] * Z[z][j];
+    }
+
+    /* Reduced Hessian and gradient, diagonally scaled. */
+    double gr[MAXP], scale[MAXP], u[MAXP];
+    for (size_t z = 0; z < m; z++)
+        for (size_t i = 0; i < p; i++)
+            HZ[z][i] = dot(H[i], Z[z], p);
+    double maxdiag = 0;
+    for (size_t a = 0; a < m; a++) {
+        for (size_t b = 0; b <= a; b++)
+            Hr[a][b] = Hr[b][a] = dot(Z[a], HZ[b], p);
+        gr[a] = dot(Z[a], g, p);
+        maxdiag = fmax(maxdiag, Hr[a][a]);
+    }
+    if (!isfinite(maxdiag))
         return -1;
-    memcpy(d, z, p * sizeof *d);
-    for (size_t w = 0; w < nwork; w++)
-        mu[w] = s * z[p + w];
+    for (size_t a = 0; a < m; a++)
+        scale[a] = 1.0 / sqrt(fmax(Hr[a][a], 1e-14 * fmax(maxdiag, DBL_MIN)));
+    double ridge = 0;
+    int factored = m == 0;
+    for (int attempt = 0; attempt < 16 && !factored; attempt++) {
+        for (size_t a = 0; a < m; a++)
+            for (size_t b = 0; b <= a; b++)
+                A[a][b] = A[b][a] = Hr[a][b] * scale[a] * scale[b] + (a == b ? ridge : 0.0);
+        factored = cholesky(m, A, 1e-12) == 0;
+        ridge = ridge == 0 ? 1e-10 : ridge * 100.0;
+    }
+    if (!factored)
+        return -1;
+    for (size_t a = 0; a < m; a++) { /* forward: L y = −S·gr */
+        double s = -scale[a] * gr[a];
+        for (size_t b = 0; b < a; b++)
+            s -= A[a][b] * u[b];
+        u[a] = s / A[a][a];
+    }
+    for (size_t a = m; a-- > 0;) { /* back: Lᵀ x = y, then u = S·x */
+        double s = u[a];
+        for (size_t b = a + 1; b < m; b++)
+            s -= A[b][a] * u[b];
+        u[a] = s / A[a][a];
+    }
+    for (size_t a = 0; a < m; a++)
+        u[a] *= scale[a];
+    for (size_t j = 0; j < p; j++) {
+        double s = 0;
+        for (size_t a = 0; a < m; a++)
+            s += Z[a][j] * u[a];
+        out->d[j] = s;
+    }
+    out->decrement = -dot(g, out->d, p);
+
+    /* Multipliers: Lᵀμ = −Q(g + Hd) on the independent rows. */
+    double t[MAXP], qt[MAXP], mu[MAXP];
+    for (size_t i = 0; i < p; i++)
+        t[i] = -(g[i] + dot(H[i], out->d, p));
+    for (size_t i = 0; i < r; i++)
+        qt[i] = dot(Q[i], t, p);
+    for (size_t i = r; i-- > 0;) {
+        double s = qt[i];
+        for (size_t l = i + 1; l < r; l++)
+            s -= L[l][i] * mu[l];
+        mu[i] = s / L[i][i];
+    }
+    for (size_t i = 0; i < r; i++)
+        out->mu[rowof[i]] = mu[i];
+    double res = 0;
+    for (size_t j = 0; j < p; j++) {
+        double s = g[j];
+        for (size_t w = 0; w < nwork; w++)
+            s += out->mu[w] * pb->cons[work[w]][j];
+        res = fmax(res, fabs(s));
+    }
+    out->stationarity = res;
+    if (!isfinite(out->decrement) || !isfinite(res))
+        return -1;
     return 0;
 }
 
@@ -291,23 +393,48 @@ static void build_constraints(problem *pb, const cl_fit_options *o, double lower
     }
 }
 
-/* Puts the plain βⱼ >= 0 row into the working set (if it exists and is not there). */
-static void add_bound_to_work(const problem *pb, size_t j, size_t *work, size_t *nwork)
+/* Adds constraint c to the working set unless it is already there. A row twice in W
+ * would make the face's constraint matrix rank-deficient (the step's solve copes, but
+ * the set must stay a set: it bounds W's size by the number of constraints). */
+static void work_add(size_t c, size_t *work, size_t *nwork)
+{
+    for (size_t w = 0; w < *nwork; w++)
+        if (work[w] == c)
+            return;
+    work[(*nwork)++] = c;
+}
+
+/* The plain βⱼ >= 0 row, or ncons when j's lower bound is a cap row instead. */
+static size_t bound_row(const problem *pb, size_t j)
 {
     for (size_t c = 0; c < pb->ncons; c++) {
         const double *row = pb->cons[c];
         int plain = row[1 + j] == -1.0;
         for (size_t l = 0; l < pb->k && plain; l++)
             plain = l == j || row[1 + l] == 0;
-        if (!plain)
-            continue;
-        for (size_t w = 0; w < *nwork; w++)
-            if (work[w] == c)
-                return;
-        if (*nwork < pb->k)
-            work[(*nwork)++] = c;
-        return;
+        if (plain)
+            return c;
     }
+    return pb->ncons;
+}
+
+/* KKT check at θ given the step's multipliers: stationarity |g + A_Wᵀμ| <= stat_tol,
+ * dual feasibility μ >= −mu_tol, primal feasibility c·θ <= feas_tol for every row and
+ * complementary slackness |c·θ| <= feas_tol for the working rows (the only ones with
+ * μ ≠ 0). Returns 1 when all hold. */
+static int kkt_holds(const problem *pb, const double *theta, const newton *nt,
+                     const size_t *work, size_t nwork, double stat_tol, double mu_tol,
+                     double feas_tol)
+{
+    if (!(nt->stationarity <= stat_tol))
+        return 0;
+    for (size_t w = 0; w < nwork; w++)
+        if (nt->mu[w] < -mu_tol || fabs(dot(pb->cons[work[w]], theta, pb->p)) > feas_tol)
+            return 0;
+    for (size_t c = 0; c < pb->ncons; c++)
+        if (dot(pb->cons[c], theta, pb->p) > feas_tol)
+            return 0;
+    return 1;
 }
 
 static int check_data(const cl_fit_data *d, char *err, size_t errlen)
@@ -503,23 +630,28 @@ int cl_fit(const cl_fit_data *d, const cl_fit_options *opts, cl_fit_result *r, c
             work[nwork++] = c; /* only βⱼ = 0 rows (w⁰ⱼ = 0) can be tight at the start */
 
     double f = objective(pb, theta);
-    double g[MAXP], H[MAXP][MAXP], step[MAXP], mu[MAXC], trial[MAXP];
+    double g[MAXP], H[MAXP][MAXP], trial[MAXP];
+    newton nt;
+    double *step = nt.d;
     double decrement_floor = tolerance * (1.0 + total);
-    double multiplier_floor = 1e-10 * (1.0 + total) * xscale;
+    /* KKT tolerances. The gradient is a sum of Σv terms of size up to max|x|, so its
+     * rounding floor is ~1e-16·Σv·max|x|; stationarity is demanded to 1e-9 of that
+     * scale, multipliers (same units) to 1e-10, and constraints (rows of O(1)
+     * coefficients in β) to 1e-9 of Σ|β|. */
+    double gradient_scale = (1.0 + total) * xscale;
+    double stationarity_tol = 1e-9 * gradient_scale;
+    double multiplier_floor = 1e-10 * gradient_scale;
     int converged = 0, iter;
     for (iter = 0; iter < max_iterations; iter++) {
         gradient_hessian(pb, theta, g, H);
-        int sr = newton_step(pb, g, H, work, nwork, step, mu);
-        if (sr == -2) {
-            rc = cl_seterr(err, errlen, CL_ENOMEM, "fit: out of memory in the Newton step");
-            goto done;
-        }
-        if (sr != 0) {
+        if (newton_step(pb, g, H, work, nwork, &nt) != 0) {
             rc = cl_seterr(err, errlen, CL_ERR,
-                           "fit: Newton system singular at iteration %d (degenerate data)", iter);
+                           "fit: non-finite Newton step at iteration %d (component values too "
+                           "large to fit in double precision?)",
+                           iter);
             goto done;
         }
-        /* The KKT solve leaves ~1e-20 in directions a plain bound pins; zero them so
+        /* The solve leaves ~1e-20 in directions a plain bound pins; zero them so
          * that a weight at 0 stays exactly 0. */
         for (size_t w = 0; w < nwork; w++) {
             const double *row = pb->cons[work[w]];
@@ -534,21 +666,32 @@ int cl_fit(const cl_fit_data *d, const cl_fit_options *opts, cl_fit_result *r, c
         }
         double decrement = -dot(g, step, pb->p);
         r->newton_decrement = decrement;
+        double beta_sum = 0;
+        for (size_t j = 0; j < k; j++)
+            beta_sum += fabs(theta[1 + j]);
+        double feasibility_tol = 1e-9 * beta_sum;
+        /* The active constraint that most wants to let go (most negative multiplier). */
+        size_t worst = nwork;
+        double worst_mu = -multiplier_floor;
+        for (size_t w = 0; w < nwork; w++)
+            if (nt.mu[w] < worst_mu) {
+                worst_mu = nt.mu[w];
+                worst = w;
+            }
         if (decrement <= decrement_floor) {
-            /* Stationary on this face: optimal if no active constraint wants to let go. */
-            size_t worst = nwork;
-            double worst_mu = -multiplier_floor;
-            for (size_t w = 0; w < nwork; w++)
-                if (mu[w] < worst_mu) {
-                    worst_mu = mu[w];
-                    worst = w;
-                }
-            if (worst == nwork) {
+            /* Stationary on this face: optimal if no active constraint wants to let go
+             * and the KKT conditions hold; otherwise release that constraint. If only
+             * stationarity is short (a ridge-damped step), the step is still taken. */
+            if (worst < nwork) {
+                work[worst] = work[--nwork];
+                continue;
+            }
+            if (kkt_holds(pb, theta, &nt, work, nwork, stationarity_tol, multiplier_floor,
+                          feasibility_tol)) {
+                r->kkt_residual = nt.stationarity / gradient_scale;
                 converged = 1;
                 break;
             }
-            work[worst] = work[--nwork];
-            continue;
         }
         /* Longest feasible step along `step` (ratio test over constraints not in W). */
         double alpha_max = 1.0;
@@ -590,13 +733,24 @@ int cl_fit(const cl_fit_data *d, const cl_fit_options *opts, cl_fit_result *r, c
             alpha *= 0.5;
         }
         if (!accepted) {
+            /* No progress above the rounding noise of F: at the floor of double
+             * precision. That is the optimum only if the KKT conditions say so. */
             if (decrement < 1e-8 * (1.0 + total)) {
-                converged = 1; /* at the floor of double precision */
-                break;
+                if (worst < nwork) {
+                    work[worst] = work[--nwork];
+                    continue;
+                }
+                if (kkt_holds(pb, theta, &nt, work, nwork, stationarity_tol, multiplier_floor,
+                              feasibility_tol)) {
+                    r->kkt_residual = nt.stationarity / gradient_scale;
+                    converged = 1;
+                    break;
+                }
             }
             rc = cl_seterr(err, errlen, CL_ERR,
-                           "fit: line search failed at iteration %d (Newton decrement %g)", iter,
-                           decrement);
+                           "fit: line search failed at iteration %d (Newton decrement %g, KKT "
+                           "residual %g)",
+                           iter, decrement, nt.stationarity / gradient_scale);
             goto done;
         }
         memcpy(theta, trial, pb->p * sizeof *theta);
@@ -608,12 +762,15 @@ int cl_fit(const cl_fit_data *d, const cl_fit_options *opts, cl_fit_result *r, c
             if (o.mode == CL_FIT_SIMPLEX && theta[1 + j] < 0) {
                 theta[1 + j] = 0;
                 clamped = 1;
-                add_bound_to_work(pb, j, work, &nwork);
+                size_t c = bound_row(pb, j);
+                if (c < pb->ncons)
+                    work_add(c, work, &nwork);
             }
         if (clamped)
             f = objective(pb, theta);
-        if (blocking < pb->ncons && alpha == alpha_max && nwork < k) {
-            work[nwork++] = blocking;
+        if (blocking < pb->ncons && alpha == alpha_max) {
+            /* The clamp above may already have put this very row into W. */
+            work_add(blocking, work, &nwork);
             /* Land exactly on a plain βⱼ >= 0 bound (the ratio test leaves ~1e-18). */
             size_t nonzero = 0, at = 0;
             for (size_t j = 1; j < pb->p; j++)

@@ -80,6 +80,11 @@ typedef struct {
     double objective;                        /* value of the objective at the solution */
     double log_loss;                         /* weighted mean log loss on the training data */
     double newton_decrement;                 /* at the last iteration */
+    /* max |∂F/∂θ + Aᵀμ| / ((1 + Σv)·max|x|) at the solution: the KKT stationarity
+     * residual, relative to the gradient's scale. A fit is returned only when it is
+     * below 1e-9, every active constraint's multiplier μ is >= 0 and every constraint
+     * holds to 1e-9·Σ|β|. */
+    double kkt_residual;
     int iterations;
     double weight_sum;                       /* Σv */
     double effective_n;                      /* (Σv)² / Σv² */
