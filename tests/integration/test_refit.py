@@ -39,6 +39,7 @@ SOURCE = os.environ.get("CL_SOURCE_DIR", os.path.join(os.path.dirname(__file__),
 BIN = os.environ.get("CL_BIN_DIR", os.path.join(SOURCE, "build", "bin"))
 BROKER = os.environ.get("CL_TEST_BROKER", "127.0.0.1:9092")
 REFIT = os.path.join(BIN, "closedloop-refit")
+CLI = os.path.join(BIN, "closedloop")
 DAY_MS = 86400000
 MODEL = "opportunity_score"
 NAMES = ["speed_to_close", "largest_deal", "product_mix", "upsell_instances", "win_rate",
@@ -241,6 +242,14 @@ def read_weights(prefix, want, timeout, worker):
                 f"{[(k, r['version'], r['status']) for k, r in records]}\n{worker.tail()}")
 
 
+def cli(prefix, *args, check=True):
+    r = subprocess.run([CLI, *args, "--brokers", BROKER, "--topic.prefix", prefix],
+                       capture_output=True, text=True, timeout=120)
+    if check:
+        assert r.returncode == 0, f"closedloop {' '.join(args)}: {r.returncode}\n{r.stderr}"
+    return r
+
+
 def has(status, version):
     return lambda recs: any(r["status"] == status and r["version"] == version for _, r in recs)
 
@@ -302,6 +311,22 @@ def test_challenger_then_promotion(env):
     assert metric(port, "closedloop_refit_champion_version") == 2
     assert metric(port, "closedloop_refit_challenger_version") == 0
     w.stop()
+
+    # The operator's view and hand: show, a promote with nothing to promote, a rollback.
+    shown = json.loads(cli(prefix, "weights", "show", "--output", "json").stdout)
+    assert shown["champion"]["version"] == 2 and shown["retired"]["version"] == 1
+    assert shown["challenger"] is None and shown["max_version"] == 2
+    r = cli(prefix, "promote", check=False)
+    assert r.returncode == 1 and "no live challenger" in r.stderr
+    cli(prefix, "rollback", "--reason", "incident 42")
+    shown = json.loads(cli(prefix, "weights", "show", "--output", "json").stdout)
+    champ3 = shown["champion"]
+    assert champ3["version"] == 3 and champ3["parent_version"] == {"long": 2}
+    assert champ3["weights"] == dict(zip(NAMES, SEED))
+    assert "rollback to the weights of v1" in champ3["reason"] and "incident 42" in champ3["reason"]
+    assert shown["retired"]["version"] == 2
+    text = cli(prefix, "weights", "show").stdout
+    assert "champion   v3 CHAMPION (parent v2)" in text
 
 
 def test_champion_already_right_is_rejected(env):

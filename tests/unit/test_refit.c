@@ -87,8 +87,7 @@ static int ts_setup(void **state)
     cl_store_config sc;
     cl_store_config_defaults(&sc);
     sc.sync = CL_STORE_SYNC_NOSYNC;
-    assert_int_equal(cl_training_set_open(&f->ts, f->dir, &sc, f->schemas, err, sizeof err),
-                     CL_OK);
+    assert_int_equal(cl_training_set_open(&f->ts, f->dir, &sc, f->schemas, err, sizeof err), CL_OK);
     *state = f;
     return 0;
 }
@@ -113,8 +112,7 @@ static cl_ts_effect apply(ts_fixture *f, const char *opp, const cl_labeled_examp
                      CL_OK);
     cl_ts_effect eff = CL_TS_NOOP;
     int rc = cl_training_set_apply(f->ts, b, opp, e, &eff, err, sizeof err);
-    if (rc != CL_OK)
-        fail_msg("apply: %s", err);
+    if (rc != CL_OK) fail_msg("apply: %s", err);
     assert_int_equal(cl_store_batch_commit(b, err, sizeof err), CL_OK);
     return eff;
 }
@@ -241,12 +239,12 @@ static void test_rows_load(void **state)
 static const double SEED_W[6] = {0.15, 0.20, 0.15, 0.25, 0.20, 0.05};
 
 typedef struct {
-    const double *w;  /* true weights of the six components */
-    double a, b;      /* true calibration */
+    const double *w;     /* true weights of the six components */
+    double a, b;         /* true calibration */
     double owner_effect; /* logit added for owners 0..9 (linear in owner skill) */
-    int shuffle;      /* permute labels after drawing */
+    int shuffle;         /* permute labels after drawing */
     int n_opps;
-    int snapshots;    /* per opportunity */
+    int snapshots; /* per opportunity */
 } truth;
 
 /* Opportunities closing over two years, `snapshots` weekly snapshots each with the
@@ -453,7 +451,8 @@ static void test_point_in_time_rates_do_not_leak(void **state)
     cl_component_def *def = malloc(sizeof *def);
     char err[CL_ERRLEN];
     for (size_t src = 0; src < 2; src++) {
-        assert_int_equal(cl_factor_category(&rows, src, "x", &fo, col, def, err, sizeof err), CL_OK);
+        assert_int_equal(cl_factor_category(&rows, src, "x", &fo, col, def, err, sizeof err),
+                         CL_OK);
         for (size_t i = 0; i < rows.n; i++) {
             int64_t n = 0, won = 0, nc = 0, wc = 0;
             for (size_t o = 0; o < rows.n_opps; o++) {

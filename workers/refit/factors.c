@@ -45,15 +45,13 @@ typedef struct {
 static int cmp_row_day(const void *a, const void *b)
 {
     const row_day *x = a, *y = b;
-    if (x->day != y->day)
-        return (x->day > y->day) - (x->day < y->day);
+    if (x->day != y->day) return (x->day > y->day) - (x->day < y->day);
     return (x->row > y->row) - (x->row < y->row);
 }
 
 static double smoothed(int64_t won_c, int64_t n_c, double p, const cl_factor_options *o)
 {
-    if (n_c < (int64_t)o->min_support || n_c <= 0)
-        return p;
+    if (n_c < (int64_t)o->min_support || n_c <= 0) return p;
     return ((double)won_c + o->smoothing * p) / ((double)n_c + o->smoothing);
 }
 
@@ -65,14 +63,13 @@ typedef struct {
 static int cmp_count_desc(const void *a, const void *b)
 {
     const cat_count *x = a, *y = b;
-    if (x->n != y->n)
-        return (x->n < y->n) - (x->n > y->n);
+    if (x->n != y->n) return (x->n < y->n) - (x->n > y->n);
     return (x->cat > y->cat) - (x->cat < y->cat);
 }
 
 int cl_factor_category(const cl_training_rows *rows, size_t j, const char *name,
-                       const cl_factor_options *o, double *col, cl_component_def *def,
-                       char *err, size_t errlen)
+                       const cl_factor_options *o, double *col, cl_component_def *def, char *err,
+                       size_t errlen)
 {
     if (j >= rows->n_cat)
         return cl_seterr(err, errlen, CL_EINVAL, "category source %zu out of range", j);
@@ -142,8 +139,7 @@ int cl_factor_category(const cl_training_rows *rows, size_t j, const char *name,
         if (n_c[c] >= (int64_t)o->min_support && n_c[c] > 0)
             counts[nc++] = (cat_count){c, n_c[c], won_c[c]};
     qsort(counts, nc, sizeof *counts, cmp_count_desc);
-    if (nc > CL_MAX_CATEGORIES)
-        nc = CL_MAX_CATEGORIES;
+    if (nc > CL_MAX_CATEGORIES) nc = CL_MAX_CATEGORIES;
 
     cl_component_def_init(def);
     if (cl_strlcpy(def->name, name, sizeof def->name) != CL_OK ||
@@ -179,19 +175,17 @@ static int cmp_double(const void *a, const void *b)
 }
 
 int cl_factor_percentile(const cl_training_rows *rows, size_t j, const char *name,
-                         const uint8_t *use, int direction, int32_t direction_before,
-                         double *col, cl_component_def *def, char *err, size_t errlen)
+                         const uint8_t *use, int direction, int32_t direction_before, double *col,
+                         cl_component_def *def, char *err, size_t errlen)
 {
     if (j >= rows->n_num)
         return cl_seterr(err, errlen, CL_EINVAL, "numeric source %zu out of range", j);
     const double *x = rows->num[j];
     double *vals = malloc((rows->n ? rows->n : 1) * sizeof *vals);
-    if (!vals)
-        return cl_seterr(err, errlen, CL_ENOMEM, "factor %s: out of memory", name);
+    if (!vals) return cl_seterr(err, errlen, CL_ENOMEM, "factor %s: out of memory", name);
     size_t m = 0;
     for (size_t i = 0; i < rows->n; i++)
-        if ((!use || use[i]) && isfinite(x[i]))
-            vals[m++] = x[i];
+        if ((!use || use[i]) && isfinite(x[i])) vals[m++] = x[i];
     if (m < 2) {
         free(vals);
         return cl_seterr(err, errlen, CL_ENOTFOUND, "factor %s: fewer than two values of '%s'",
@@ -236,8 +230,7 @@ int cl_factor_percentile(const cl_training_rows *rows, size_t j, const char *nam
                 wl[nd++] = rows->won[i];
             }
         double auc = 0.5;
-        if (nd > 0 && cl_stats_auc(sc, wl, NULL, nd, &auc, NULL, 0) != CL_OK)
-            auc = 0.5;
+        if (nd > 0 && cl_stats_auc(sc, wl, NULL, nd, &auc, NULL, 0) != CL_OK) auc = 0.5;
         direction = auc < 0.5 ? -1 : 1;
         free(sc);
         free(wl);
@@ -250,8 +243,7 @@ int cl_factor_percentile(const cl_training_rows *rows, size_t j, const char *nam
     return CL_OK;
 }
 
-void cl_factor_feature(const cl_training_rows *rows, size_t j, double missing_value,
-                       double *col)
+void cl_factor_feature(const cl_training_rows *rows, size_t j, double missing_value, double *col)
 {
     const double *x = rows->num[j];
     for (size_t i = 0; i < rows->n; i++)

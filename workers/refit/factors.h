@@ -49,20 +49,19 @@ void cl_factor_options_default(cl_factor_options *o);
  * smoothing, overall_rate, categories — not yet sorted: the config is sorted once,
  * before publishing). */
 int cl_factor_category(const cl_training_rows *rows, size_t j, const char *name,
-                       const cl_factor_options *o, double *col, cl_component_def *def,
-                       char *err, size_t errlen);
+                       const cl_factor_options *o, double *col, cl_component_def *def, char *err,
+                       size_t errlen);
 
 /* Percentile (0..100) of numeric source `j` for every row into col. Breakpoints come
  * from the rows with use[i] != 0 (NULL: all). direction: +1 ascending, -1 descending,
  * 0 decide from rows closed before direction_before (ascending when undecidable).
  * CL_ENOTFOUND when fewer than two rows have a value (no transform exists). */
 int cl_factor_percentile(const cl_training_rows *rows, size_t j, const char *name,
-                         const uint8_t *use, int direction, int32_t direction_before,
-                         double *col, cl_component_def *def, char *err, size_t errlen);
+                         const uint8_t *use, int direction, int32_t direction_before, double *col,
+                         cl_component_def *def, char *err, size_t errlen);
 
 /* FEATURE: features[source] as is (0..100), missing_value when absent or out of range. */
-void cl_factor_feature(const cl_training_rows *rows, size_t j, double missing_value,
-                       double *col);
+void cl_factor_feature(const cl_training_rows *rows, size_t j, double missing_value, double *col);
 
 /* True for sources that measure time since creation or until the expected close
  * (days_open, days_in_stage, days_to_close): their validation needs every weekly

@@ -55,8 +55,8 @@ const cl_option cl_refit_options_table[] = {
      "Which snapshots are examples: all-snapshots (each opportunity one vote), "
      "latest-before-horizon or first-snapshot."},
     {"refit.horizon.days", CL_OPT_INT, "7",
-     "latest-before-horizon: the latest snapshot taken at least this many days before close.",
-     0, 0, 3650},
+     "latest-before-horizon: the latest snapshot taken at least this many days before close.", 0, 0,
+     3650},
     {"refit.l2", CL_OPT_DOUBLE, "1.0",
      "L2 strength toward the champion's weights, per example (lambda = this * n).", 0, 0, 1e9},
     {"refit.half.life.days", CL_OPT_DOUBLE, "365",
@@ -66,8 +66,8 @@ const cl_option cl_refit_options_table[] = {
     {"refit.stage.weights", CL_OPT_BOOL, "false",
      "Fit stage-specific weights (shrunk toward the global ones) where a stage has enough "
      "outcomes."},
-    {"refit.stage.min.won", CL_OPT_INT, "50", "Won outcomes a stage needs for its own weights.",
-     0, 1, 1e9},
+    {"refit.stage.min.won", CL_OPT_INT, "50", "Won outcomes a stage needs for its own weights.", 0,
+     1, 1e9},
     {"refit.stage.min.lost", CL_OPT_INT, "50", "Lost outcomes a stage needs for its own weights.",
      0, 1, 1e9},
     {"refit.stage.l2", CL_OPT_DOUBLE, "50",
@@ -123,8 +123,7 @@ static int split_list(char *text, const char **out, size_t max, size_t *n, const
         char *end = tok + strlen(tok);
         while (end > tok && end[-1] == ' ')
             *--end = '\0';
-        if (!*tok)
-            continue;
+        if (!*tok) continue;
         if (*n == max)
             return cl_seterr(err, errlen, CL_EINVAL, "%s: more than %zu entries", key, max);
         if (strlen(tok) > 100)
@@ -134,8 +133,8 @@ static int split_list(char *text, const char **out, size_t max, size_t *n, const
     return CL_OK;
 }
 
-int cl_refit_options_from(cl_refit_options *o, const cl_config *cfg,
-                          cl_refit_option_storage *st, char *err, size_t errlen)
+int cl_refit_options_from(cl_refit_options *o, const cl_config *cfg, cl_refit_option_storage *st,
+                          char *err, size_t errlen)
 {
     cl_refit_options_default(o);
     const char *h = cl_config_str(cfg, "refit.horizon");
@@ -183,10 +182,9 @@ int cl_refit_options_from(cl_refit_options *o, const cl_config *cfg,
                              sizeof st->text[t] - 1);
         int rc = split_list(st->text[t], t == 0 ? o->category_candidates : o->numeric_candidates,
                             CL_REFIT_MAX_CANDIDATES,
-                            t == 0 ? &o->n_category_candidates : &o->n_numeric_candidates,
-                            keys[t], err, errlen);
-        if (rc != CL_OK)
-            return rc;
+                            t == 0 ? &o->n_category_candidates : &o->n_numeric_candidates, keys[t],
+                            err, errlen);
+        if (rc != CL_OK) return rc;
     }
     return CL_OK;
 }
@@ -194,8 +192,7 @@ int cl_refit_options_from(cl_refit_options *o, const cl_config *cfg,
 static int add_unique(const char **list, size_t *n, const char *s, char *err, size_t errlen)
 {
     for (size_t i = 0; i < *n; i++)
-        if (strcmp(list[i], s) == 0)
-            return CL_OK;
+        if (strcmp(list[i], s) == 0) return CL_OK;
     if (*n == CL_ROWS_MAX_SOURCES)
         return cl_seterr(err, errlen, CL_EINVAL, "more than %d attribute sources",
                          CL_ROWS_MAX_SOURCES);
@@ -213,8 +210,9 @@ int cl_refit_rows_spec(const cl_refit_options *o, const cl_weight_config *champi
     int rc = CL_OK;
     for (size_t i = 0; i < champion->n_components && rc == CL_OK; i++) {
         const cl_component_def *d = &champion->components[i];
-        rc = d->kind == CL_COMPONENT_CATEGORY_WIN_RATE ? add_unique(cat, &nc, d->source, err, errlen)
-                                                       : add_unique(num, &nn, d->source, err, errlen);
+        rc = d->kind == CL_COMPONENT_CATEGORY_WIN_RATE
+                 ? add_unique(cat, &nc, d->source, err, errlen)
+                 : add_unique(num, &nn, d->source, err, errlen);
     }
     if (o->discover) {
         for (size_t i = 0; i < o->n_category_candidates && rc == CL_OK; i++)
@@ -222,8 +220,7 @@ int cl_refit_rows_spec(const cl_refit_options *o, const cl_weight_config *champi
         for (size_t i = 0; i < o->n_numeric_candidates && rc == CL_OK; i++)
             rc = add_unique(num, &nn, o->numeric_candidates[i], err, errlen);
     }
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     spec->cat_sources = cat;
     spec->n_cat = nc;
     spec->num_sources = num;
@@ -242,10 +239,14 @@ int cl_refit_rows_spec(const cl_refit_options *o, const cl_weight_config *champi
 const char *cl_refit_outcome_name(cl_refit_outcome o)
 {
     switch (o) {
-    case CL_REFIT_REFUSED: return "refused";
-    case CL_REFIT_NO_MODEL: return "no_model";
-    case CL_REFIT_CHALLENGER: return "challenger";
-    case CL_REFIT_REJECTED: return "rejected";
+    case CL_REFIT_REFUSED:
+        return "refused";
+    case CL_REFIT_NO_MODEL:
+        return "no_model";
+    case CL_REFIT_CHALLENGER:
+        return "challenger";
+    case CL_REFIT_REJECTED:
+        return "rejected";
     }
     return "?";
 }
@@ -253,9 +254,12 @@ const char *cl_refit_outcome_name(cl_refit_outcome o)
 const char *cl_trial_decision_name(cl_trial_decision d)
 {
     switch (d) {
-    case CL_TRIAL_WAIT: return "wait";
-    case CL_TRIAL_PROMOTE: return "promote";
-    case CL_TRIAL_REJECT: return "reject";
+    case CL_TRIAL_WAIT:
+        return "wait";
+    case CL_TRIAL_PROMOTE:
+        return "promote";
+    case CL_TRIAL_REJECT:
+        return "reject";
     }
     return "?";
 }
@@ -331,18 +335,17 @@ static void reasonf(cl_refit_result *res, const char *fmt, ...)
 static size_t find_source(const char (*sources)[CL_NAME_MAX + 1], size_t n, const char *s)
 {
     for (size_t i = 0; i < n; i++)
-        if (strcmp(sources[i], s) == 0)
-            return i;
+        if (strcmp(sources[i], s) == 0) return i;
     return SIZE_MAX;
 }
 
 typedef struct {
-    size_t n;         /* selected rows */
-    size_t *idx;      /* row index of each selected example */
-    double *x;        /* column-major k x n */
+    size_t n;    /* selected rows */
+    size_t *idx; /* row index of each selected example */
+    double *x;   /* column-major k x n */
     uint8_t *won;
-    double *base;     /* base weights */
-    double *weight;   /* base x recency */
+    double *base;   /* base weights */
+    double *weight; /* base x recency */
     int32_t *close;
     uint32_t *stage;
 } design;
@@ -362,8 +365,7 @@ static int design_fill(design *d, column *cols, const size_t *which, size_t k)
 {
     free(d->x);
     d->x = malloc((k ? k : 1) * (d->n ? d->n : 1) * sizeof *d->x);
-    if (!d->x)
-        return CL_ENOMEM;
+    if (!d->x) return CL_ENOMEM;
     for (size_t j = 0; j < k; j++) {
         const double *c = cols[which[j]].col;
         double *dst = d->x + j * d->n;
@@ -375,11 +377,9 @@ static int design_fill(design *d, column *cols, const size_t *which, size_t k)
 
 static int finite_result(const cl_fit_result *r)
 {
-    if (!isfinite(r->intercept) || !isfinite(r->slope) || r->slope <= 0)
-        return 0;
+    if (!isfinite(r->intercept) || !isfinite(r->slope) || r->slope <= 0) return 0;
     for (size_t j = 0; j < r->k; j++)
-        if (!isfinite(r->weights[j]) || r->weights[j] < 0)
-            return 0;
+        if (!isfinite(r->weights[j]) || r->weights[j] < 0) return 0;
     return 1;
 }
 
@@ -400,8 +400,7 @@ static int put_weights(cl_weight_set *ws, column *cols, const size_t *which, siz
             return cl_seterr(err, errlen, CL_ERR, "weight of %s is %g", cols[which[j]].name, v);
         check += v;
         int rc = cl_weight_set_put(ws, cols[which[j]].name, v, err, errlen);
-        if (rc != CL_OK)
-            return rc;
+        if (rc != CL_OK) return rc;
     }
     if (fabs(check - 1.0) > 1e-9)
         return cl_seterr(err, errlen, CL_ERR, "weights sum to %.17g after normalization", check);
@@ -416,8 +415,7 @@ typedef struct {
 static int cmp_stage_count(const void *a, const void *b)
 {
     const stage_count *x = a, *y = b;
-    if (x->n != y->n)
-        return (x->n < y->n) - (x->n > y->n);
+    if (x->n != y->n) return (x->n < y->n) - (x->n > y->n);
     return (x->stage > y->stage) - (x->stage < y->stage);
 }
 
@@ -428,8 +426,8 @@ static int cmp_gain_desc(const void *a, const void *b)
 }
 
 int cl_refit_run(const cl_training_rows *rows, const cl_weight_config *champion,
-                 const cl_refit_options *o, int64_t version, int64_t now_ms,
-                 cl_refit_result *res, char *err, size_t errlen)
+                 const cl_refit_options *o, int64_t version, int64_t now_ms, cl_refit_result *res,
+                 char *err, size_t errlen)
 {
     memset(res, 0, sizeof *res);
     res->outcome = CL_REFIT_NO_MODEL;
@@ -437,8 +435,8 @@ int cl_refit_run(const cl_training_rows *rows, const cl_weight_config *champion,
     size_t m = rows->n;
     uint8_t *use = malloc(m ? m : 1);
     double *base_all = malloc((m ? m : 1) * sizeof *base_all);
-    column *cols = calloc(CL_NUM_BUILTINS + CL_MAX_COMPONENT_DEFS + CL_REFIT_MAX_CANDIDATES * 2,
-                          sizeof *cols);
+    column *cols =
+        calloc(CL_NUM_BUILTINS + CL_MAX_COMPONENT_DEFS + CL_REFIT_MAX_CANDIDATES * 2, sizeof *cols);
     design d = {0};
     cl_fold_metrics *fc = calloc(CL_MAX_FOLDS, sizeof *fc), *fh = calloc(CL_MAX_FOLDS, sizeof *fh);
     cl_fit_result *fit = calloc(1, sizeof *fit);
@@ -468,8 +466,7 @@ int cl_refit_run(const cl_training_rows *rows, const cl_weight_config *champion,
         size_t q = 0;
         uint32_t last_opp = UINT32_MAX;
         for (size_t i = 0; i < m; i++) {
-            if (!use[i])
-                continue;
+            if (!use[i]) continue;
             d.idx[q] = i;
             d.won[q] = rows->won[i];
             d.base[q] = base_all[i];
@@ -503,8 +500,7 @@ int cl_refit_run(const cl_training_rows *rows, const cl_weight_config *champion,
     cl_cv_window windows[CL_MAX_FOLDS];
     size_t nwin = 0;
     rc = cl_cv_windows(d.close, d.n, folds, windows, &nwin, err, errlen);
-    if (rc != CL_OK)
-        goto done;
+    if (rc != CL_OK) goto done;
     int32_t direction_before = nwin > 0 ? windows[0].test_start : INT32_MAX;
 
     for (int j = 0; j < CL_NUM_BUILTINS; j++) {
@@ -530,9 +526,9 @@ int cl_refit_run(const cl_training_rows *rows, const cl_weight_config *champion,
             src = find_source(rows->cat_source, rows->n_cat, cd->source);
             cl_factor_options fo = o->factor;
             fo.smoothing = cd->smoothing;
-            rc = src == SIZE_MAX ? CL_ENOTFOUND
-                                 : cl_factor_category(rows, src, cd->name, &fo, c->owned, &c->def,
-                                                      err, errlen);
+            rc = src == SIZE_MAX
+                     ? CL_ENOTFOUND
+                     : cl_factor_category(rows, src, cd->name, &fo, c->owned, &c->def, err, errlen);
         } else {
             src = find_source(rows->num_source, rows->n_num, cd->source);
             if (src != SIZE_MAX && cd->kind == CL_COMPONENT_FEATURE) {
@@ -573,8 +569,7 @@ int cl_refit_run(const cl_training_rows *rows, const cl_weight_config *champion,
                 if (strcmp(cols[c2].def.source, source) == 0 &&
                     (cols[c2].def.kind == CL_COMPONENT_CATEGORY_WIN_RATE) == is_cat)
                     taken = 1;
-            if (taken || res->n_factors == CL_REFIT_MAX_CANDIDATES)
-                continue;
+            if (taken || res->n_factors == CL_REFIT_MAX_CANDIDATES) continue;
             if (!is_cat && cl_factor_is_time_based(source) &&
                 o->horizon != CL_HORIZON_ALL_SNAPSHOTS)
                 continue; /* selection bias: see docs/refit.md */
@@ -646,8 +641,8 @@ int cl_refit_run(const cl_training_rows *rows, const cl_weight_config *champion,
         cl_discovery_options disc = {o->permutations, o->seed};
         cl_factor_evidence ev[CL_REFIT_MAX_CANDIDATES];
         char derr[CL_ERRLEN];
-        int drc = cl_fit_discover_factors(&dd, k_base, d.close, &cv, &fd, &disc, ev, derr,
-                                          sizeof derr);
+        int drc =
+            cl_fit_discover_factors(&dd, k_base, d.close, &cv, &fd, &disc, ev, derr, sizeof derr);
         if (drc == CL_ENOMEM) {
             rc = cl_seterr(err, errlen, CL_ENOMEM, "factor discovery: %s", derr);
             goto done;
@@ -656,18 +651,15 @@ int cl_refit_run(const cl_training_rows *rows, const cl_weight_config *champion,
         size_t nad = 0;
         for (size_t c = 0; c < res->n_factors; c++) {
             cl_refit_factor_report *fr = &res->factors[c];
-            if (drc != CL_OK)
-                continue;
+            if (drc != CL_OK) continue;
             fr->gain_auc = ev[c].gain_auc;
             fr->gain_log_loss = ev[c].gain_log_loss;
             fr->null_gain_auc = ev[c].null_gain_auc;
             fr->null_gain_log_loss = ev[c].null_gain_log_loss;
-            if (ev[c].adopt)
-                adopted[nad++] = fr;
+            if (ev[c].adopt) adopted[nad++] = fr;
         }
         qsort(adopted, nad, sizeof *adopted, cmp_gain_desc);
-        if (nad > n_defs_left)
-            nad = n_defs_left;
+        if (nad > n_defs_left) nad = n_defs_left;
         for (size_t a = 0; a < nad; a++) {
             adopted[a]->adopted = 1;
             which[k++] = k_base + (size_t)(adopted[a] - res->factors);
@@ -685,12 +677,10 @@ int cl_refit_run(const cl_training_rows *rows, const cl_weight_config *champion,
     if (o->half_life_days > 0) {
         int32_t ref = d.n ? d.close[0] : 0;
         for (size_t i = 0; i < d.n; i++)
-            if (d.close[i] > ref)
-                ref = d.close[i];
+            if (d.close[i] > ref) ref = d.close[i];
         rc = cl_fit_recency_weights(d.close, d.base, d.n, ref, o->half_life_days, d.weight, err,
                                     errlen);
-        if (rc != CL_OK)
-            goto done;
+        if (rc != CL_OK) goto done;
     } else {
         memcpy(d.weight, d.base, d.n * sizeof *d.weight);
     }
@@ -715,8 +705,9 @@ int cl_refit_run(const cl_training_rows *rows, const cl_weight_config *champion,
         goto done;
     }
     if (!finite_result(fit)) {
-        reasonf(res, "guard rail: the fit returned a non-finite or non-positive parameter "
-                     "(slope %g); nothing published",
+        reasonf(res,
+                "guard rail: the fit returned a non-finite or non-positive parameter "
+                "(slope %g); nothing published",
                 fit->slope);
         goto done;
     }
@@ -792,15 +783,15 @@ int cl_refit_run(const cl_training_rows *rows, const cl_weight_config *champion,
     char adopted_text[512] = "";
     size_t at = 0;
     for (size_t j = k_base; j < k && at < sizeof adopted_text; j++)
-        at += (size_t)snprintf(adopted_text + at, sizeof adopted_text - at, "%s%s",
-                               at ? ", " : "", cols[which[j]].name);
+        at += (size_t)snprintf(adopted_text + at, sizeof adopted_text - at, "%s%s", at ? ", " : "",
+                               cols[which[j]].name);
     if (accept)
         reasonf(res,
                 "beat champion v%" PRId64 " on %zu rolling-origin folds: AUC %.4f vs %.4f, "
                 "log loss %.4f vs %.4f, precision at HIGH %.3f vs %.3f; %zu examples "
                 "(%zu won, %zu lost opportunities)%s%s",
-                champion->version, nb, C->auc, H->auc, C->log_loss, H->log_loss,
-                C->precision_high, H->precision_high, d.n, res->n_won, res->n_lost,
+                champion->version, nb, C->auc, H->auc, C->log_loss, H->log_loss, C->precision_high,
+                H->precision_high, d.n, res->n_won, res->n_lost,
                 at ? "; learned factors adopted: " : "", adopted_text);
     else
         reasonf(res,
@@ -864,16 +855,15 @@ int cl_refit_run(const cl_training_rows *rows, const cl_weight_config *champion,
             vf->auc = (cl_opt_double){isfinite(fc[f].auc), fc[f].auc};
             vf->brier = (cl_opt_double){isfinite(fc[f].brier), fc[f].brier};
             vf->ece = (cl_opt_double){isfinite(fc[f].ece), fc[f].ece};
-            vf->precision_at_high = (cl_opt_double){isfinite(fc[f].precision_high),
-                                                    fc[f].precision_high};
+            vf->precision_at_high =
+                (cl_opt_double){isfinite(fc[f].precision_high), fc[f].precision_high};
         }
         if (f < nfh && fh[f].evaluated)
             vf->champion_auc = (cl_opt_double){isfinite(fh[f].auc), fh[f].auc};
     }
     cl_strlcpy(c->reason, res->reason, sizeof c->reason);
     cl_weight_config_sort_categories(c);
-    if (grc == CL_OK)
-        grc = cl_weight_config_validate(c, gerr, sizeof gerr);
+    if (grc == CL_OK) grc = cl_weight_config_validate(c, gerr, sizeof gerr);
     if (grc != CL_OK) {
         free(c);
         reasonf(res, "guard rail: the refitted config is invalid (%s); nothing published", gerr);
@@ -990,8 +980,8 @@ int cl_refit_evaluate_trial(const cl_training_rows *rows, const cl_refit_options
              out->precision_champion, n, out->n_won, out->n_lost, (int)out->span_days);
     if (D->delta < 0 && D->p_value < o->p_value) {
         out->decision = CL_TRIAL_REJECT;
-        snprintf(out->reason, sizeof out->reason, "challenger v%" PRId64 " is significantly worse: %s",
-                 hv, numbers);
+        snprintf(out->reason, sizeof out->reason,
+                 "challenger v%" PRId64 " is significantly worse: %s", hv, numbers);
     } else if (out->span_days < o->window_days) {
         snprintf(out->reason, sizeof out->reason,
                  "trial of v%" PRId64 " continues (window %d days not reached): %s", hv,

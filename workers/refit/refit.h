@@ -57,8 +57,8 @@ typedef struct {
     /* refusal */
     size_t min_won, min_lost;
     /* fit */
-    double l2_per_example; /* λ = l2_per_example · n */
-    double half_life_days; /* 0: no recency weighting */
+    double l2_per_example;    /* λ = l2_per_example · n */
+    double half_life_days;    /* 0: no recency weighting */
     double max_weight_change; /* 0: uncapped */
     int stage_weights;
     size_t stage_min_won, stage_min_lost;
@@ -124,7 +124,7 @@ typedef struct {
     char reason[CL_REASON_MAX + 1];
     cl_weight_config *config; /* heap; set for CHALLENGER and REJECTED */
     size_t n_examples, n_opps;
-    size_t n_won, n_lost;     /* opportunities */
+    size_t n_won, n_lost;                       /* opportunities */
     cl_fold_metrics challenger_cv, champion_cv; /* means over folds evaluated by both */
     size_t folds_evaluated;
     cl_refit_factor_report factors[CL_REFIT_MAX_CANDIDATES];
@@ -137,8 +137,8 @@ void cl_refit_result_free(cl_refit_result *r);
  * now_ms: its created_at. Returns CL_OK with res->outcome set, or an error for a
  * failure of the machinery itself (memory, invalid options). */
 int cl_refit_run(const cl_training_rows *rows, const cl_weight_config *champion,
-                 const cl_refit_options *o, int64_t version, int64_t now_ms,
-                 cl_refit_result *res, char *err, size_t errlen);
+                 const cl_refit_options *o, int64_t version, int64_t now_ms, cl_refit_result *res,
+                 char *err, size_t errlen);
 
 /* Which rows are examples under the horizon policy, and their base weights
  * (1/snapshots of the opportunity for ALL_SNAPSHOTS, else 1). */
@@ -156,7 +156,7 @@ typedef struct {
     size_t n_paired, n_won, n_lost;
     int32_t span_days;
     int have_delong;
-    cl_delong_result delong; /* a = champion, b = challenger */
+    cl_delong_result delong;                         /* a = champion, b = challenger */
     double precision_champion, precision_challenger; /* at HIGH, 0 when none */
     double precision_drop_p; /* one-sided p of "challenger's precision is lower"; 1 if not */
     char reason[CL_REASON_MAX + 1];

@@ -31,8 +31,7 @@ const cl_option cl_refit_worker_options[] = {
      "Also run a cycle this often when at least one new outcome arrived (0: off).", 0, 0, 1e6},
     {"refit.publish.seed", CL_OPT_BOOL, "true",
      "Publish the seed model as CHAMPION v1 when the weights topic has no champion."},
-    {"refit.poll.max.records", CL_OPT_INT, "2000", "Records taken per poll of labeled.", 0, 1,
-     1e6},
+    {"refit.poll.max.records", CL_OPT_INT, "2000", "Records taken per poll of labeled.", 0, 1, 1e6},
     {"refit.publish.timeout.ms", CL_OPT_INT, "30000",
      "How long a cycle waits for the broker to acknowledge its weight records.", 0, 1000, 3.6e6},
     {"refit.exit.idle.ms", CL_OPT_INT, "0",
@@ -72,8 +71,8 @@ struct cl_refit_worker {
     int64_t retry_after_mono;
     int64_t last_activity_mono;
     struct {
-        cl_prom_metric *records, *dlq, *fits, *trials, *published, *fit_seconds, *opps,
-            *examples, *champion, *challenger, *auc, *pending, *last_processed;
+        cl_prom_metric *records, *dlq, *fits, *trials, *published, *fit_seconds, *opps, *examples,
+            *champion, *challenger, *auc, *pending, *last_processed;
     } m;
 };
 
@@ -93,7 +92,8 @@ static int metrics_init(cl_refit_worker *w, char *err, size_t errlen)
         cl_prom_metric **m;
         int gauge;
     } defs[] = {
-        {"closedloop_refit_records_total", "Labeled records consumed, by effect on the training set.",
+        {"closedloop_refit_records_total",
+         "Labeled records consumed, by effect on the training set.",
          (const char *[]){"effect", NULL}, &w->m.records, 0},
         {"closedloop_refit_dlq_total", "Labeled records sent to the dead-letter queue.", NULL,
          &w->m.dlq, 0},
@@ -129,8 +129,7 @@ static int metrics_init(cl_refit_worker *w, char *err, size_t errlen)
                                                defs[i].m, err, errlen)
                                : cl_prom_counter(w->prom, defs[i].name, defs[i].help,
                                                  defs[i].labels, defs[i].m, err, errlen);
-        if (rc != CL_OK)
-            return rc;
+        if (rc != CL_OK) return rc;
     }
     cl_prom_counter_add(w->m.dlq, NULL, 0);
     return CL_OK;
@@ -144,11 +143,11 @@ static void collect(cl_prom *reg, void *ud)
         cl_prom_partition_lag *rows = calloc(r.n ? r.n : 1, sizeof *rows);
         if (rows) {
             for (size_t i = 0; i < r.n; i++)
-                rows[i] = (cl_prom_partition_lag){r.parts[i].group, r.parts[i].topic,
-                                                  r.parts[i].partition,
-                                                  r.parts[i].committed_offset,
-                                                  r.parts[i].end_offset, r.parts[i].lag,
-                                                  r.parts[i].lag_seconds};
+                rows[i] =
+                    (cl_prom_partition_lag){r.parts[i].group,      r.parts[i].topic,
+                                            r.parts[i].partition,  r.parts[i].committed_offset,
+                                            r.parts[i].end_offset, r.parts[i].lag,
+                                            r.parts[i].lag_seconds};
             cl_prom_set_consumer_lag(reg, rows, r.n, NULL, 0);
             free(rows);
         }
@@ -156,8 +155,7 @@ static void collect(cl_prom *reg, void *ud)
     }
 }
 
-static int topic_copy(cl_refit_worker *w, const char *name, char out[256], char *err,
-                      size_t errlen)
+static int topic_copy(cl_refit_worker *w, const char *name, char out[256], char *err, size_t errlen)
 {
     if (cl_strlcpy(out, cl_config_topic(w->cfg, name), 256) != CL_OK)
         return cl_seterr(err, errlen, CL_EINVAL, "topic name for '%s' is too long", name);
@@ -168,8 +166,7 @@ int cl_refit_worker_new(cl_config *cfg, cl_refit_worker **out, char *err, size_t
 {
     *out = NULL;
     cl_refit_worker *w = calloc(1, sizeof *w);
-    if (!w)
-        return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
+    if (!w) return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
     w->cfg = cfg;
     w->seed = malloc(sizeof *w->seed);
     w->ex = malloc(sizeof *w->ex);
@@ -202,10 +199,8 @@ int cl_refit_worker_new(cl_config *cfg, cl_refit_worker **out, char *err, size_t
         (rc = topic_copy(w, "dlq", w->t_dlq, err, errlen)) != CL_OK)
         goto fail;
     rc = cl_avro_schemas_load(cl_config_str(cfg, "avro.schema.dir"), &w->schemas, err, errlen);
-    if (rc == CL_OK)
-        rc = cl_registry_from_config(&w->registry, cfg, err, errlen);
-    if (rc != CL_OK)
-        goto fail;
+    if (rc == CL_OK) rc = cl_registry_from_config(&w->registry, cfg, err, errlen);
+    if (rc != CL_OK) goto fail;
     cl_avro_codec_opts in = {CL_AVRO_FRAMING_AUTO, w->registry, NULL, 0};
     char subject[300];
     snprintf(subject, sizeof subject, "%s-value", w->t_weights);
@@ -218,16 +213,14 @@ int cl_refit_worker_new(cl_config *cfg, cl_refit_worker **out, char *err, size_t
     if (rc == CL_OK)
         rc = cl_avro_codec_new(&w->follow_codec, w->schemas, "closedloop.WeightConfig", &in, err,
                                errlen);
-    if (rc != CL_OK)
-        goto fail;
+    if (rc != CL_OK) goto fail;
 
     cl_store_config sc;
     rc = cl_store_config_from(&sc, cfg, err, errlen);
     if (rc == CL_OK)
         rc = cl_training_set_open(&w->ts, cl_config_str(cfg, "state.dir"), &sc, w->schemas, err,
                                   errlen);
-    if (rc != CL_OK)
-        goto fail;
+    if (rc != CL_OK) goto fail;
 
     w->prom = cl_prom_new();
     if (!w->prom) {
@@ -241,26 +234,22 @@ int cl_refit_worker_new(cl_config *cfg, cl_refit_worker **out, char *err, size_t
     w->lag_collector = cl_prom_add_collector(w->prom, collect, w);
 
     cl_producer_opts po = {NULL, cl_weights_on_delivery, w, NULL};
-    if ((rc = cl_producer_new(cfg, &po, &w->producer, err, errlen)) != CL_OK)
-        goto fail;
+    if ((rc = cl_producer_new(cfg, &po, &w->producer, err, errlen)) != CL_OK) goto fail;
     const char *topics[1] = {w->t_labeled};
     cl_consumer_opts co = {0};
     co.topics = topics;
     co.ntopics = 1;
-    if ((rc = cl_consumer_new(cfg, &co, &w->consumer, err, errlen)) != CL_OK)
-        goto fail;
+    if ((rc = cl_consumer_new(cfg, &co, &w->consumer, err, errlen)) != CL_OK) goto fail;
     const char *wtopics[1] = {w->t_weights};
     cl_consumer_opts fo = {0};
     fo.topics = wtopics;
     fo.ntopics = 1;
     fo.read_to_end = 1;
     fo.client_id = "closedloop-refit-weights";
-    if ((rc = cl_consumer_new(cfg, &fo, &w->follower, err, errlen)) != CL_OK)
-        goto fail;
+    if ((rc = cl_consumer_new(cfg, &fo, &w->follower, err, errlen)) != CL_OK) goto fail;
 
     cl_http_config hc = {cl_config_str(cfg, "http.listen"), w->prom, 0, 0, 0};
-    if ((rc = cl_http_start(&w->http, &hc, err, errlen)) != CL_OK)
-        goto fail;
+    if ((rc = cl_http_start(&w->http, &hc, err, errlen)) != CL_OK) goto fail;
     cl_http_set_health(w->http, 0, "starting: reading the weights topic");
     set_versions(w);
     cl_log(CL_LOG_INFO, "refit_started",
@@ -276,18 +265,13 @@ fail:
 
 void cl_refit_worker_free(cl_refit_worker *w)
 {
-    if (!w)
-        return;
+    if (!w) return;
     char err[CL_ERRLEN];
-    if (w->consumer)
-        cl_consumer_close(w->consumer, w->shutdown_ms, err, sizeof err);
-    if (w->follower)
-        cl_consumer_close(w->follower, w->shutdown_ms, err, sizeof err);
-    if (w->producer)
-        cl_producer_close(w->producer, w->shutdown_ms, err, sizeof err);
+    if (w->consumer) cl_consumer_close(w->consumer, w->shutdown_ms, err, sizeof err);
+    if (w->follower) cl_consumer_close(w->follower, w->shutdown_ms, err, sizeof err);
+    if (w->producer) cl_producer_close(w->producer, w->shutdown_ms, err, sizeof err);
     cl_http_stop(w->http);
-    if (w->prom && w->lag_collector > 0)
-        cl_prom_remove_collector(w->prom, w->lag_collector);
+    if (w->prom && w->lag_collector > 0) cl_prom_remove_collector(w->prom, w->lag_collector);
     cl_training_set_close(w->ts);
     cl_prom_free(w->prom);
     cl_avro_codec_free(w->labeled_codec);
@@ -308,8 +292,7 @@ static int follow_weights(cl_refit_worker *w, int wait_ms, char *err, size_t err
 {
     int64_t deadline = cl_mono_ms() + wait_ms;
     cl_weight_config *c = malloc(sizeof *c);
-    if (!c)
-        return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
+    if (!c) return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
     int rc = CL_OK;
     cl_message msgs[32];
     for (;;) {
@@ -317,8 +300,7 @@ static int follow_weights(cl_refit_worker *w, int wait_ms, char *err, size_t err
         rc = cl_consumer_poll(w->follower, msgs, 32, &n, wait_ms > 0 ? 100 : 0, err, errlen);
         for (size_t i = 0; i < n && rc == CL_OK; i++) {
             char derr[CL_ERRLEN];
-            if (!msgs[i].value)
-                continue;
+            if (!msgs[i].value) continue;
             if (cl_weights_decode(w->follow_codec, msgs[i].value, msgs[i].value_len, c, derr,
                                   sizeof derr) != CL_OK) {
                 cl_log(CL_LOG_WARN, "weights_record_skipped",
@@ -333,10 +315,8 @@ static int follow_weights(cl_refit_worker *w, int wait_ms, char *err, size_t err
                        c->model, c->version, cl_model_status_name(c->status));
         }
         cl_messages_release(msgs, n);
-        if (rc != CL_OK || wait_ms <= 0)
-            break;
-        if (cl_consumer_at_end(w->follower) && n == 0)
-            break;
+        if (rc != CL_OK || wait_ms <= 0) break;
+        if (cl_consumer_at_end(w->follower) && n == 0) break;
         if (cl_mono_ms() > deadline) {
             rc = cl_seterr(err, errlen, CL_ETIMEOUT,
                            "topic %s: not read to its end within %d ms (broker up? topic "
@@ -359,8 +339,7 @@ static int publish(cl_refit_worker *w, cl_weight_config *const *configs, size_t 
 {
     int rc = cl_weights_publish(w->producer, w->weights_codec, w->t_weights, configs, n,
                                 w->publish_timeout_ms, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     for (size_t i = 0; i < n; i++) {
         int applied;
         cl_prom_counter_add(w->m.published,
@@ -369,8 +348,7 @@ static int publish(cl_refit_worker *w, cl_weight_config *const *configs, size_t 
                "model=%s version=%" PRId64 " status=%s reason=\"%s\"", configs[i]->model,
                configs[i]->version, cl_model_status_name(configs[i]->status), configs[i]->reason);
         rc = cl_weights_state_apply(&w->state, configs[i], &applied, err, errlen);
-        if (rc != CL_OK)
-            return rc;
+        if (rc != CL_OK) return rc;
     }
     set_versions(w);
     return CL_OK;
@@ -378,15 +356,12 @@ static int publish(cl_refit_worker *w, cl_weight_config *const *configs, size_t 
 
 static int ensure_champion(cl_refit_worker *w, char *err, size_t errlen)
 {
-    if (w->state.champion || !w->publish_seed)
-        return CL_OK;
+    if (w->state.champion || !w->publish_seed) return CL_OK;
     cl_weight_config *seed = malloc(sizeof *seed);
-    if (!seed)
-        return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
+    if (!seed) return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
     *seed = *w->seed;
     seed->created_at = cl_now_ms();
-    if (w->state.max_version >= seed->version)
-        seed->version = w->state.max_version + 1;
+    if (w->state.max_version >= seed->version) seed->version = w->state.max_version + 1;
     snprintf(seed->reason, sizeof seed->reason,
              "seed model (SPEC section 3): the weights topic had no champion for %s", w->model);
     int rc = publish(w, &seed, 1, err, errlen);
@@ -419,22 +394,18 @@ static int process(cl_refit_worker *w, cl_store_txn *b, const cl_message *m, cha
     const cl_labeled_example *ex = NULL;
     if (m->value) {
         avro_value_t *v;
-        int rc = cl_avro_codec_decode(w->labeled_codec, m->value, m->value_len, &v, derr,
-                                      sizeof derr);
+        int rc =
+            cl_avro_codec_decode(w->labeled_codec, m->value, m->value_len, &v, derr, sizeof derr);
         if (rc == CL_EAGAIN || rc == CL_ETIMEOUT || rc == CL_EIO)
             return cl_seterr(err, errlen, CL_EAGAIN, "%s", derr);
-        if (rc == CL_OK)
-            rc = cl_labeled_example_from_avro(v, w->ex, derr, sizeof derr);
-        if (rc != CL_OK)
-            return dlq(w, m, derr, err, errlen);
+        if (rc == CL_OK) rc = cl_labeled_example_from_avro(v, w->ex, derr, sizeof derr);
+        if (rc != CL_OK) return dlq(w, m, derr, err, errlen);
         ex = w->ex;
     }
     cl_ts_effect effect;
     int rc = cl_training_set_apply(w->ts, b, key, ex, &effect, derr, sizeof derr);
-    if (rc == CL_EINVAL)
-        return dlq(w, m, derr, err, errlen);
-    if (rc != CL_OK)
-        return cl_seterr(err, errlen, rc, "training set: %s", derr);
+    if (rc == CL_EINVAL) return dlq(w, m, derr, err, errlen);
+    if (rc != CL_OK) return cl_seterr(err, errlen, rc, "training set: %s", derr);
     cl_prom_counter_add(w->m.records, (const char *[]){cl_ts_effect_name(effect)}, 1);
     if (m->timestamp_ms >= 0)
         cl_prom_gauge_set(w->m.last_processed, NULL, (double)m->timestamp_ms / 1000.0);
@@ -446,8 +417,7 @@ static int consume(cl_refit_worker *w, cl_message *msgs, size_t *got, char *err,
     size_t n = 0;
     int rc = cl_consumer_poll(w->consumer, msgs, w->poll_max, &n, 500, err, errlen);
     *got = n;
-    if (rc != CL_OK || n == 0)
-        return rc;
+    if (rc != CL_OK || n == 0) return rc;
     cl_store_txn *b;
     rc = cl_store_batch_begin(cl_training_set_store(w->ts), &b, err, errlen);
     if (rc != CL_OK) {
@@ -497,12 +467,10 @@ static int update_counts(cl_refit_worker *w, uint64_t *pending, char *err, size_
 {
     cl_store_txn *t;
     int rc = cl_store_read_begin(cl_training_set_store(w->ts), &t, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     uint64_t opps = 0, examples = 0;
     rc = cl_training_set_pending(t, pending, err, errlen);
-    if (rc == CL_OK)
-        rc = cl_training_set_counts(t, &opps, &examples, err, errlen);
+    if (rc == CL_OK) rc = cl_training_set_counts(t, &opps, &examples, err, errlen);
     int64_t last = 0;
     if (rc == CL_OK && cl_training_set_meta_get_i64(t, "last_cycle_ms", &last, NULL, 0) == CL_OK)
         w->last_cycle_ms = last;
@@ -517,8 +485,7 @@ static int cycle_done(cl_refit_worker *w, char *err, size_t errlen)
 {
     cl_store_txn *b;
     int rc = cl_store_batch_begin(cl_training_set_store(w->ts), &b, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     w->last_cycle_ms = cl_now_ms();
     rc = cl_training_set_reset_pending(b, err, errlen);
     if (rc == CL_OK)
@@ -534,15 +501,13 @@ static int run_trial(cl_refit_worker *w, const cl_training_rows *rows, char *err
 {
     cl_trial_result tr;
     int rc = cl_refit_evaluate_trial(rows, &w->opts, &tr, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     cl_prom_counter_add(w->m.trials, (const char *[]){cl_trial_decision_name(tr.decision)}, 1);
     cl_log(CL_LOG_INFO, "trial_evaluated",
            "model=%s challenger=%" PRId64 " decision=%s paired=%zu reason=\"%s\"", w->model,
            w->state.challenger->version, cl_trial_decision_name(tr.decision), tr.n_paired,
            tr.reason);
-    if (tr.decision == CL_TRIAL_WAIT)
-        return CL_OK;
+    if (tr.decision == CL_TRIAL_WAIT) return CL_OK;
     cl_champion_comparison cmp = {0};
     const cl_weight_config *champ = w->state.champion ? w->state.champion : w->seed;
     cmp.champion_version = champ->version;
@@ -564,8 +529,7 @@ static int run_trial(cl_refit_worker *w, const cl_training_rows *rows, char *err
         rc = cl_weights_rejection(&w->state, &cmp, tr.reason, cl_now_ms(), out[0], err, errlen);
         n = 1;
     }
-    if (rc == CL_OK)
-        rc = publish(w, out, n, err, errlen);
+    if (rc == CL_OK) rc = publish(w, out, n, err, errlen);
     free(out[0]);
     free(out[1]);
     return rc;
@@ -574,12 +538,11 @@ static int run_trial(cl_refit_worker *w, const cl_training_rows *rows, char *err
 static int run_refit(cl_refit_worker *w, const cl_training_rows *rows,
                      const cl_weight_config *champ, char *err, size_t errlen)
 {
-    int64_t version = (w->state.max_version > champ->version ? w->state.max_version
-                                                             : champ->version) + 1;
+    int64_t version =
+        (w->state.max_version > champ->version ? w->state.max_version : champ->version) + 1;
     cl_refit_result res;
     int rc = cl_refit_run(rows, champ, &w->opts, version, cl_now_ms(), &res, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     cl_prom_counter_add(w->m.fits, (const char *[]){cl_refit_outcome_name(res.outcome)}, 1);
     if (res.folds_evaluated > 0) {
         cl_prom_gauge_set(w->m.auc, (const char *[]){"refit"}, res.challenger_cv.auc);
@@ -596,8 +559,7 @@ static int run_refit(cl_refit_worker *w, const cl_training_rows *rows,
            "model=%s outcome=%s examples=%zu opportunities=%zu won=%zu lost=%zu reason=\"%s\"",
            w->model, cl_refit_outcome_name(res.outcome), res.n_examples, res.n_opps, res.n_won,
            res.n_lost, res.reason);
-    if (res.config)
-        rc = publish(w, &res.config, 1, err, errlen);
+    if (res.config) rc = publish(w, &res.config, 1, err, errlen);
     cl_refit_result_free(&res);
     return rc;
 }
@@ -607,27 +569,22 @@ static int cycle(cl_refit_worker *w, char *err, size_t errlen)
     int64_t t0 = cl_mono_ns();
     /* Decide on the latest state of the topic (an operator may have promoted). */
     int rc = follow_weights(w, 10000, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     const cl_weight_config *champ = w->state.champion ? w->state.champion : w->seed;
     const char *cat[CL_ROWS_MAX_SOURCES], *num[CL_ROWS_MAX_SOURCES];
     cl_rows_spec spec;
     rc = cl_refit_rows_spec(&w->opts, champ, w->state.challenger, &spec, cat, num, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     cl_training_rows rows;
     size_t skipped = 0;
     rc = cl_training_rows_load(w->ts, &spec, &rows, &skipped, err, errlen);
-    if (rc != CL_OK)
-        return rc;
-    if (skipped)
-        cl_log(CL_LOG_WARN, "training_examples_skipped", "count=%zu", skipped);
+    if (rc != CL_OK) return rc;
+    if (skipped) cl_log(CL_LOG_WARN, "training_examples_skipped", "count=%zu", skipped);
     rc = w->state.challenger ? run_trial(w, &rows, err, errlen)
                              : run_refit(w, &rows, champ, err, errlen);
     cl_training_rows_free(&rows);
     cl_prom_gauge_set(w->m.fit_seconds, NULL, (double)(cl_mono_ns() - t0) / 1e9);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     return cycle_done(w, err, errlen);
 }
 
@@ -636,14 +593,11 @@ static int maybe_cycle(cl_refit_worker *w, int *ran, char *err, size_t errlen)
     *ran = 0;
     uint64_t pending = 0;
     int rc = update_counts(w, &pending, err, errlen);
-    if (rc != CL_OK)
-        return rc;
-    if (pending == 0 || cl_mono_ms() < w->retry_after_mono)
-        return CL_OK;
+    if (rc != CL_OK) return rc;
+    if (pending == 0 || cl_mono_ms() < w->retry_after_mono) return CL_OK;
     int due = (int64_t)pending >= w->min_new ||
               (w->schedule_ms > 0 && cl_now_ms() - w->last_cycle_ms >= w->schedule_ms);
-    if (!due)
-        return CL_OK;
+    if (!due) return CL_OK;
     *ran = 1;
     cl_log(CL_LOG_INFO, "refit_cycle", "model=%s new_outcomes=%" PRIu64, w->model, pending);
     char cerr[CL_ERRLEN];
@@ -652,8 +606,8 @@ static int maybe_cycle(cl_refit_worker *w, int *ran, char *err, size_t errlen)
         return cl_seterr(err, errlen, rc, "refit cycle: %s", cerr);
     if (rc != CL_OK) {
         /* Publishing or reading the topic failed: nothing was reset, try again later. */
-        cl_log(CL_LOG_ERROR, "refit_cycle_failed", "model=%s error=\"%s\" retry_in_s=30",
-               w->model, cerr);
+        cl_log(CL_LOG_ERROR, "refit_cycle_failed", "model=%s error=\"%s\" retry_in_s=30", w->model,
+               cerr);
         cl_http_set_health(w->http, 0, cerr);
         w->retry_after_mono = cl_mono_ms() + 30000;
         return CL_OK;
@@ -665,29 +619,21 @@ static int maybe_cycle(cl_refit_worker *w, int *ran, char *err, size_t errlen)
 int cl_refit_worker_run(cl_refit_worker *w, char *err, size_t errlen)
 {
     int rc = follow_weights(w, 30000, err, errlen);
-    if (rc == CL_OK)
-        rc = ensure_champion(w, err, errlen);
-    if (rc == CL_ESTOP)
-        return CL_OK;
-    if (rc != CL_OK)
-        return rc;
+    if (rc == CL_OK) rc = ensure_champion(w, err, errlen);
+    if (rc == CL_ESTOP) return CL_OK;
+    if (rc != CL_OK) return rc;
     cl_http_set_health(w->http, 1, NULL);
     cl_message *msgs = calloc(w->poll_max, sizeof *msgs);
-    if (!msgs)
-        return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
+    if (!msgs) return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
     w->last_activity_mono = cl_mono_ms();
     while (!cl_stop_requested()) {
         size_t n = 0;
         rc = consume(w, msgs, &n, err, errlen);
-        if (rc == CL_OK)
-            rc = follow_weights(w, 0, err, errlen);
+        if (rc == CL_OK) rc = follow_weights(w, 0, err, errlen);
         int ran = 0;
-        if (rc == CL_OK)
-            rc = maybe_cycle(w, &ran, err, errlen);
-        if (rc != CL_OK)
-            break;
-        if (n > 0 || ran)
-            w->last_activity_mono = cl_mono_ms();
+        if (rc == CL_OK) rc = maybe_cycle(w, &ran, err, errlen);
+        if (rc != CL_OK) break;
+        if (n > 0 || ran) w->last_activity_mono = cl_mono_ms();
         if (w->exit_idle_ms > 0 && cl_mono_ms() - w->last_activity_mono >= w->exit_idle_ms) {
             cl_log(CL_LOG_INFO, "refit_idle_exit", "idle_ms=%" PRId64, w->exit_idle_ms);
             break;
@@ -695,8 +641,7 @@ int cl_refit_worker_run(cl_refit_worker *w, char *err, size_t errlen)
         cl_producer_poll(w->producer, 0);
     }
     free(msgs);
-    if (rc == CL_ESTOP)
-        rc = CL_OK;
+    if (rc == CL_ESTOP) rc = CL_OK;
     if (rc != CL_OK) {
         cl_log(CL_LOG_ERROR, "refit_failed", "error=\"%s\"", err);
         cl_http_set_health(w->http, 0, err);

@@ -34,8 +34,7 @@ static void opp_meta_encode(const opp_meta *m, uint8_t out[OPP_META_LEN])
 
 static int opp_meta_decode(const void *v, size_t len, opp_meta *m)
 {
-    if (len != OPP_META_LEN)
-        return CL_EINVAL;
+    if (len != OPP_META_LEN) return CL_EINVAL;
     const uint8_t *p = v;
     m->version = (int64_t)cl_store_be_u64(p);
     m->retracted = p[8];
@@ -46,11 +45,16 @@ static int opp_meta_decode(const void *v, size_t len, opp_meta *m)
 const char *cl_ts_effect_name(cl_ts_effect e)
 {
     switch (e) {
-    case CL_TS_NEW_OUTCOME: return "new_outcome";
-    case CL_TS_UPSERT: return "upsert";
-    case CL_TS_STALE: return "stale";
-    case CL_TS_RETRACTED: return "retracted";
-    case CL_TS_NOOP: return "noop";
+    case CL_TS_NEW_OUTCOME:
+        return "new_outcome";
+    case CL_TS_UPSERT:
+        return "upsert";
+    case CL_TS_STALE:
+        return "stale";
+    case CL_TS_RETRACTED:
+        return "retracted";
+    case CL_TS_NOOP:
+        return "noop";
     }
     return "?";
 }
@@ -68,8 +72,7 @@ int cl_training_set_open(cl_training_set **out, const char *dir, const cl_store_
     static const char *const dbs[] = {"examples", "opps", "meta", NULL};
     cl_avro_codec_opts co = {CL_AVRO_FRAMING_SINGLE_OBJECT, NULL, NULL, 0};
     int rc = cl_avro_codec_new(&ts->codec, schemas, "closedloop.LabeledExample", &co, err, errlen);
-    if (rc == CL_OK)
-        rc = cl_store_open(&ts->store, dir, dbs, sc, err, errlen);
+    if (rc == CL_OK) rc = cl_store_open(&ts->store, dir, dbs, sc, err, errlen);
     if (rc != CL_OK) {
         cl_training_set_close(ts);
         return rc;
@@ -80,8 +83,7 @@ int cl_training_set_open(cl_training_set **out, const char *dir, const cl_store_
 
 void cl_training_set_close(cl_training_set *ts)
 {
-    if (!ts)
-        return;
+    if (!ts) return;
     cl_store_close(ts->store);
     cl_avro_codec_free(ts->codec);
     cl_buf_free(&ts->buf);
@@ -89,7 +91,10 @@ void cl_training_set_close(cl_training_set *ts)
     free(ts);
 }
 
-cl_store *cl_training_set_store(cl_training_set *ts) { return ts->store; }
+cl_store *cl_training_set_store(cl_training_set *ts)
+{
+    return ts->store;
+}
 
 static int opp_key(cl_store_key *k, const char *opp, char *err, size_t errlen)
 {
@@ -118,8 +123,7 @@ static int bump_pending(cl_store_txn *b, char *err, size_t errlen)
 {
     uint64_t p = 0;
     int rc = cl_training_set_pending(b, &p, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     uint8_t v[8];
     cl_store_u64_be(v, p + 1);
     return cl_store_put(b, CL_TS_DB_META, "pending", 7, v, 8, err, errlen);
@@ -131,12 +135,10 @@ int cl_training_set_apply(cl_training_set *ts, cl_store_txn *b, const char *opp,
 {
     cl_store_key ok;
     int rc = opp_key(&ok, opp, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     if (ex) {
         rc = cl_labeled_example_validate(ex, err, errlen);
-        if (rc != CL_OK)
-            return rc;
+        if (rc != CL_OK) return rc;
         if (strcmp(ex->snapshot.opportunity_id, opp) != 0 ||
             strcmp(ex->outcome.opportunity_id, opp) != 0)
             return cl_seterr(err, errlen, CL_EINVAL,
@@ -164,8 +166,7 @@ int cl_training_set_apply(cl_training_set *ts, cl_store_txn *b, const char *opp,
             return CL_OK;
         }
         *effect = have && m.count > 0 ? CL_TS_RETRACTED : CL_TS_NOOP;
-        if (have && m.count > 0 && (rc = clear_examples(b, &ok, err, errlen)) != CL_OK)
-            return rc;
+        if (have && m.count > 0 && (rc = clear_examples(b, &ok, err, errlen)) != CL_OK) return rc;
         if (ex) {
             m.version = ex->outcome_version;
             m.retracted = 1;
@@ -183,11 +184,9 @@ int cl_training_set_apply(cl_training_set *ts, cl_store_txn *b, const char *opp,
     }
     int fresh = !have || ver > m.version;
     if (fresh) {
-        if (have && m.count > 0 && (rc = clear_examples(b, &ok, err, errlen)) != CL_OK)
-            return rc;
+        if (have && m.count > 0 && (rc = clear_examples(b, &ok, err, errlen)) != CL_OK) return rc;
         m = (opp_meta){ver, 0, 0};
-        if ((rc = bump_pending(b, err, errlen)) != CL_OK)
-            return rc;
+        if ((rc = bump_pending(b, err, errlen)) != CL_OK) return rc;
     }
     cl_store_key ek = ok;
     cl_store_key_str(&ek, ex->snapshot.snapshot_id, strlen(ex->snapshot.snapshot_id));
@@ -202,29 +201,23 @@ int cl_training_set_apply(cl_training_set *ts, cl_store_txn *b, const char *opp,
     avro_value_t *av = cl_avro_codec_value(ts->codec);
     cl_buf_reset(&ts->buf);
     rc = cl_labeled_example_to_avro(ex, av, err, errlen);
-    if (rc == CL_OK)
-        rc = cl_avro_codec_encode(ts->codec, av, &ts->buf, err, errlen);
+    if (rc == CL_OK) rc = cl_avro_codec_encode(ts->codec, av, &ts->buf, err, errlen);
     if (rc == CL_OK)
         rc = cl_store_put(b, CL_TS_DB_EXAMPLES, ek.data, ek.len, ts->buf.data, ts->buf.len, err,
                           errlen);
-    if (rc == CL_OK)
-        rc = put_meta(b, &ok, &m, err, errlen);
-    if (rc == CL_OK)
-        *effect = fresh ? CL_TS_NEW_OUTCOME : CL_TS_UPSERT;
+    if (rc == CL_OK) rc = put_meta(b, &ok, &m, err, errlen);
+    if (rc == CL_OK) *effect = fresh ? CL_TS_NEW_OUTCOME : CL_TS_UPSERT;
     return rc;
 }
 
-static int meta_get_u64(cl_store_txn *t, const char *name, uint64_t *out, char *err,
-                        size_t errlen)
+static int meta_get_u64(cl_store_txn *t, const char *name, uint64_t *out, char *err, size_t errlen)
 {
     const void *v;
     size_t vlen;
     int rc = cl_store_get(t, CL_TS_DB_META, name, strlen(name), &v, &vlen, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     if (vlen != 8)
-        return cl_seterr(err, errlen, CL_ECONFLICT, "training set: corrupt meta value '%s'",
-                         name);
+        return cl_seterr(err, errlen, CL_ECONFLICT, "training set: corrupt meta value '%s'", name);
     *out = cl_store_be_u64(v);
     return CL_OK;
 }
@@ -248,8 +241,7 @@ int cl_training_set_meta_get_i64(cl_store_txn *t, const char *name, int64_t *out
 {
     uint64_t u;
     int rc = meta_get_u64(t, name, &u, err, errlen);
-    if (rc == CL_OK)
-        *out = (int64_t)u;
+    if (rc == CL_OK) *out = (int64_t)u;
     return rc;
 }
 
@@ -269,8 +261,7 @@ static int count_cb(const void *key, size_t klen, const void *val, size_t vlen, 
 {
     count_ctx *c = ud;
     opp_meta m;
-    if (opp_meta_decode(val, vlen, &m) != CL_OK)
-        return CL_ECONFLICT;
+    if (opp_meta_decode(val, vlen, &m) != CL_OK) return CL_ECONFLICT;
     if (m.count > 0) {
         c->opps++;
         c->examples += m.count;
@@ -297,12 +288,14 @@ struct cl_intern {
     size_t nslots;
 };
 
-static cl_intern *intern_new(void) { return calloc(1, sizeof(cl_intern)); }
+static cl_intern *intern_new(void)
+{
+    return calloc(1, sizeof(cl_intern));
+}
 
 static void intern_free(cl_intern *t)
 {
-    if (!t)
-        return;
+    if (!t) return;
     for (uint32_t i = 0; i < t->n; i++)
         free(t->strings[i]);
     free(t->strings);
@@ -315,13 +308,15 @@ const char *cl_intern_string(const cl_intern *t, uint32_t id)
     return t && id < t->n ? t->strings[id] : NULL;
 }
 
-uint32_t cl_intern_count(const cl_intern *t) { return t ? t->n : 0; }
+uint32_t cl_intern_count(const cl_intern *t)
+{
+    return t ? t->n : 0;
+}
 
 static int intern_rehash(cl_intern *t, size_t nslots)
 {
     uint32_t *slots = calloc(nslots, sizeof *slots);
-    if (!slots)
-        return CL_ENOMEM;
+    if (!slots) return CL_ENOMEM;
     for (uint32_t id = 0; id < t->n; id++) {
         size_t h = (size_t)cl_hash64(t->strings[id], strlen(t->strings[id]), 0) & (nslots - 1);
         while (slots[h])
@@ -337,8 +332,7 @@ static int intern_rehash(cl_intern *t, size_t nslots)
 static int intern_id(cl_intern *t, const char *s, uint32_t *id)
 {
     if (t->nslots == 0 || (size_t)(t->n + 1) * 2 > t->nslots) {
-        if (intern_rehash(t, t->nslots ? t->nslots * 2 : 64) != CL_OK)
-            return CL_ENOMEM;
+        if (intern_rehash(t, t->nslots ? t->nslots * 2 : 64) != CL_OK) return CL_ENOMEM;
     }
     size_t len = strlen(s);
     size_t h = (size_t)cl_hash64(s, len, 0) & (t->nslots - 1);
@@ -353,14 +347,12 @@ static int intern_id(cl_intern *t, const char *s, uint32_t *id)
     if (t->n == t->cap) {
         uint32_t ncap = t->cap ? t->cap * 2 : 64;
         char **ns = realloc(t->strings, ncap * sizeof *ns);
-        if (!ns)
-            return CL_ENOMEM;
+        if (!ns) return CL_ENOMEM;
         t->strings = ns;
         t->cap = ncap;
     }
     char *copy = strdup(s);
-    if (!copy)
-        return CL_ENOMEM;
+    if (!copy) return CL_ENOMEM;
     t->strings[t->n] = copy;
     t->slots[h] = t->n + 1;
     *id = t->n++;
@@ -418,8 +410,7 @@ cl_opt_double cl_rows_numeric_of(const cl_snapshot *s, const char *source)
 
 /* ---- rows ---------------------------------------------------------------------- */
 
-int cl_training_rows_init(cl_training_rows *r, const cl_rows_spec *spec, char *err,
-                          size_t errlen)
+int cl_training_rows_init(cl_training_rows *r, const cl_rows_spec *spec, char *err, size_t errlen)
 {
     memset(r, 0, sizeof *r);
     if (spec->n_cat > CL_ROWS_MAX_SOURCES || spec->n_num > CL_ROWS_MAX_SOURCES)
@@ -473,12 +464,11 @@ void cl_training_rows_free(cl_training_rows *r)
     memset(r, 0, sizeof *r);
 }
 
-#define GROW(field, cap)                                                                       \
-    do {                                                                                       \
-        void *p_ = realloc((field), (cap) * sizeof *(field));                                  \
-        if (!p_)                                                                               \
-            return CL_ENOMEM;                                                                  \
-        (field) = p_;                                                                          \
+#define GROW(field, cap)                                                                           \
+    do {                                                                                           \
+        void *p_ = realloc((field), (cap) * sizeof *(field));                                      \
+        if (!p_) return CL_ENOMEM;                                                                 \
+        (field) = p_;                                                                              \
     } while (0)
 
 static int rows_grow(cl_training_rows *r)
@@ -543,11 +533,11 @@ int cl_training_rows_append(cl_training_rows *r, const cl_labeled_example *ex, c
         r->has_score[t][i] = 0;
         r->score[t][i] = 0;
         r->high[t][i] = 0;
-        if (r->tracked[t].version <= 0)
-            continue;
+        if (r->tracked[t].version <= 0) continue;
         for (size_t e = 0; e < s->n_scores; e++) {
             const cl_score_entry *se = &s->scores[e];
-            if (se->version == r->tracked[t].version && strcmp(se->model, r->tracked[t].model) == 0) {
+            if (se->version == r->tracked[t].version &&
+                strcmp(se->model, r->tracked[t].model) == 0) {
                 r->has_score[t][i] = 1;
                 r->score[t][i] = se->score;
                 r->high[t][i] = se->band == CL_BAND_HIGH;
@@ -586,8 +576,7 @@ int cl_training_rows_load(cl_training_set *ts, const cl_rows_spec *spec, cl_trai
                           size_t *skipped, char *err, size_t errlen)
 {
     int rc = cl_training_rows_init(out, spec, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     cl_store_txn *t;
     rc = cl_store_read_begin(ts->store, &t, err, errlen);
     if (rc != CL_OK) {
@@ -597,13 +586,11 @@ int cl_training_rows_load(cl_training_set *ts, const cl_rows_spec *spec, cl_trai
     load_ctx c = {ts, out, 0, CL_OK, err, errlen};
     rc = cl_store_scan_prefix(t, CL_TS_DB_EXAMPLES, NULL, 0, load_cb, &c, err, errlen);
     cl_store_read_end(t);
-    if (c.rc != CL_OK)
-        rc = c.rc;
+    if (c.rc != CL_OK) rc = c.rc;
     if (rc != CL_OK) {
         cl_training_rows_free(out);
         return rc;
     }
-    if (skipped)
-        *skipped = c.skipped;
+    if (skipped) *skipped = c.skipped;
     return CL_OK;
 }

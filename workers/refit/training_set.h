@@ -98,14 +98,14 @@ typedef struct {
 } cl_tracked_version;
 
 typedef struct {
-    size_t n;      /* rows (snapshots) */
-    size_t n_opps; /* opportunities */
+    size_t n;               /* rows (snapshots) */
+    size_t n_opps;          /* opportunities */
     int64_t *snapshot_time; /* ms */
     int32_t *snap_day, *close_day, *days_before_close;
     uint8_t *won;
-    uint32_t *opp; /* 0..n_opps-1, rows of one opportunity are contiguous */
+    uint32_t *opp;                       /* 0..n_opps-1, rows of one opportunity are contiguous */
     double *components[CL_NUM_BUILTINS]; /* one column per built-in, 0..100 */
-    uint32_t *stage;    /* interned in stages */
+    uint32_t *stage;                     /* interned in stages */
     cl_intern *stages;
     size_t n_cat;
     char cat_source[CL_ROWS_MAX_SOURCES][CL_NAME_MAX + 1];
@@ -119,7 +119,7 @@ typedef struct {
     double *score[2];
     uint8_t *has_score[2];
     uint8_t *high[2]; /* band HIGH in that snapshot's score entry */
-    size_t cap; /* allocated rows */
+    size_t cap;       /* allocated rows */
     char last_opp[CL_ID_MAX + 1];
 } cl_training_rows;
 
@@ -138,8 +138,7 @@ int cl_training_rows_load(cl_training_set *ts, const cl_rows_spec *spec, cl_trai
 
 /* Build rows by hand (tests, the bench): appends one example. Rows of one
  * opportunity must be appended contiguously. */
-int cl_training_rows_init(cl_training_rows *r, const cl_rows_spec *spec, char *err,
-                          size_t errlen);
+int cl_training_rows_init(cl_training_rows *r, const cl_rows_spec *spec, char *err, size_t errlen);
 int cl_training_rows_append(cl_training_rows *r, const cl_labeled_example *ex, char *err,
                             size_t errlen);
 void cl_training_rows_free(cl_training_rows *r);

@@ -18,11 +18,17 @@ int cl_weights_key(const cl_weight_config *c, char out[CL_WEIGHTS_KEY_MAX + 1], 
 {
     const char *suffix = "";
     switch (c->status) {
-    case CL_MODEL_CHAMPION: suffix = ""; break;
-    case CL_MODEL_RETIRED: suffix = "/retired"; break;
+    case CL_MODEL_CHAMPION:
+        suffix = "";
+        break;
+    case CL_MODEL_RETIRED:
+        suffix = "/retired";
+        break;
     case CL_MODEL_CHALLENGER:
     case CL_MODEL_REJECTED:
-    case CL_MODEL_CANDIDATE: suffix = "/challenger"; break;
+    case CL_MODEL_CANDIDATE:
+        suffix = "/challenger";
+        break;
     }
     int n = snprintf(out, CL_WEIGHTS_KEY_MAX + 1, "%s%s", c->model, suffix);
     if (n < 0 || n > CL_WEIGHTS_KEY_MAX || !c->model[0])
@@ -48,22 +54,19 @@ void cl_weights_state_free(cl_weights_state *s)
 
 static int keep(cl_weight_config **slot, const cl_weight_config *c)
 {
-    if (!*slot && !(*slot = malloc(sizeof **slot)))
-        return CL_ENOMEM;
+    if (!*slot && !(*slot = malloc(sizeof **slot))) return CL_ENOMEM;
     **slot = *c;
     return CL_OK;
 }
 
-int cl_weights_state_apply(cl_weights_state *s, const cl_weight_config *c, int *applied,
-                           char *err, size_t errlen)
+int cl_weights_state_apply(cl_weights_state *s, const cl_weight_config *c, int *applied, char *err,
+                           size_t errlen)
 {
     *applied = 0;
-    if (strcmp(c->model, s->model) != 0)
-        return CL_OK;
+    if (strcmp(c->model, s->model) != 0) return CL_OK;
     *applied = 1;
     s->records++;
-    if (c->version > s->max_version)
-        s->max_version = c->version;
+    if (c->version > s->max_version) s->max_version = c->version;
     int rc = CL_OK;
     switch (c->status) {
     case CL_MODEL_CHAMPION:
@@ -96,18 +99,16 @@ int cl_weights_state_apply(cl_weights_state *s, const cl_weight_config *c, int *
         rc = keep(&s->last, c);
         break;
     }
-    if (rc != CL_OK)
-        return cl_seterr(err, errlen, CL_ENOMEM, "weights state: out of memory");
+    if (rc != CL_OK) return cl_seterr(err, errlen, CL_ENOMEM, "weights state: out of memory");
     return CL_OK;
 }
 
-static int finish(cl_weight_config *c, cl_model_status status, const char *reason,
-                  int64_t now_ms, char *err, size_t errlen)
+static int finish(cl_weight_config *c, cl_model_status status, const char *reason, int64_t now_ms,
+                  char *err, size_t errlen)
 {
     c->status = status;
     c->created_at = now_ms;
-    if (reason)
-        cl_strlcpy(c->reason, reason, sizeof c->reason); /* truncation is acceptable */
+    if (reason) cl_strlcpy(c->reason, reason, sizeof c->reason); /* truncation is acceptable */
     cl_weight_config_sort_categories(c);
     int rc = cl_weight_config_validate(c, err, errlen);
     return rc;
@@ -127,8 +128,7 @@ int cl_weights_promotion(const cl_weights_state *s, const cl_champion_comparison
         out[0]->comparison = *comparison;
     }
     int rc = finish(out[0], CL_MODEL_CHAMPION, reason, now_ms, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     *n = 1;
     if (s->champion) {
         *out[1] = *s->champion;
@@ -136,8 +136,7 @@ int cl_weights_promotion(const cl_weights_state *s, const cl_champion_comparison
         snprintf(why, sizeof why, "retired: superseded by v%" PRId64 " (%.900s)",
                  s->challenger->version, reason ? reason : "");
         rc = finish(out[1], CL_MODEL_RETIRED, why, now_ms, err, errlen);
-        if (rc != CL_OK)
-            return rc;
+        if (rc != CL_OK) return rc;
         *n = 2;
     }
     return CL_OK;
@@ -175,16 +174,15 @@ int cl_weights_rollback(const cl_weights_state *s, const char *reason, int64_t n
     out[0]->parent_version = (cl_opt_long){true, s->champion->version};
     out[0]->has_comparison = false;
     char why[CL_REASON_MAX + 1];
-    snprintf(why, sizeof why, "rollback to the weights of v%" PRId64 " (champion v%" PRId64
-             " retired)%s%.800s",
+    snprintf(why, sizeof why,
+             "rollback to the weights of v%" PRId64 " (champion v%" PRId64 " retired)%s%.800s",
              s->retired->version, s->champion->version, reason && *reason ? ": " : "",
              reason ? reason : "");
     int rc = finish(out[0], CL_MODEL_CHAMPION, why, now_ms, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     *out[1] = *s->champion;
-    snprintf(why, sizeof why, "retired by rollback to the weights of v%" PRId64 " (now v%" PRId64
-             ")%s%.800s",
+    snprintf(why, sizeof why,
+             "retired by rollback to the weights of v%" PRId64 " (now v%" PRId64 ")%s%.800s",
              s->retired->version, out[0]->version, reason && *reason ? ": " : "",
              reason ? reason : "");
     return finish(out[1], CL_MODEL_RETIRED, why, now_ms, err, errlen);
@@ -197,8 +195,7 @@ int cl_weights_decode(cl_avro_codec *codec, const void *value, size_t len, cl_we
 {
     avro_value_t *v;
     int rc = cl_avro_codec_decode(codec, value, len, &v, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     return cl_weight_config_from_avro(v, c, err, errlen);
 }
 
@@ -209,8 +206,7 @@ int cl_weights_read_topic(const cl_config *cfg, const cl_avro_schemas *schemas,
     cl_avro_codec *codec = NULL;
     cl_avro_codec_opts co = {CL_AVRO_FRAMING_AUTO, registry, NULL, 0};
     int rc = cl_avro_codec_new(&codec, schemas, "closedloop.WeightConfig", &co, err, errlen);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     cl_weight_config *c = malloc(sizeof *c);
     cl_consumer *cons = NULL;
     const char *topics[1] = {topic};
@@ -223,13 +219,11 @@ int cl_weights_read_topic(const cl_config *cfg, const cl_avro_schemas *schemas,
         goto done;
     }
     rc = cl_consumer_new(cfg, &opts, &cons, err, errlen);
-    if (rc != CL_OK)
-        goto done;
+    if (rc != CL_OK) goto done;
     int64_t deadline = cl_mono_ms() + timeout_ms;
     cl_message msgs[64];
     while (rc == CL_OK) {
-        if (cl_consumer_at_end(cons))
-            break;
+        if (cl_consumer_at_end(cons)) break;
         if (cl_mono_ms() > deadline) {
             rc = cl_seterr(err, errlen, CL_ETIMEOUT,
                            "topic %s: not read to its end within %d ms (is the broker up and "
@@ -241,10 +235,9 @@ int cl_weights_read_topic(const cl_config *cfg, const cl_avro_schemas *schemas,
         rc = cl_consumer_poll(cons, msgs, 64, &n, 200, err, errlen);
         for (size_t i = 0; i < n && rc == CL_OK; i++) {
             char derr[CL_ERRLEN];
-            if (!msgs[i].value)
-                continue; /* a tombstone removes a key; it carries no state */
-            if (cl_weights_decode(codec, msgs[i].value, msgs[i].value_len, c, derr,
-                                  sizeof derr) != CL_OK) {
+            if (!msgs[i].value) continue; /* a tombstone removes a key; it carries no state */
+            if (cl_weights_decode(codec, msgs[i].value, msgs[i].value_len, c, derr, sizeof derr) !=
+                CL_OK) {
                 cl_log(CL_LOG_WARN, "weights_record_skipped",
                        "topic=%s partition=%d offset=%" PRId64 " error=\"%s\"", msgs[i].topic,
                        (int)msgs[i].partition, msgs[i].offset, derr);
@@ -274,8 +267,7 @@ void cl_weights_on_delivery(void *msg_opaque, int status, const char *topic, int
                             int64_t offset, const char *reason, void *ud)
 {
     delivery *d = msg_opaque;
-    if (!d)
-        return;
+    if (!d) return;
     if (status == CL_OK) {
         d->acked++;
     } else {
@@ -291,8 +283,7 @@ int cl_weights_publish(cl_producer *p, cl_avro_codec *codec, const char *topic,
     /* On the heap: if the flush times out, the records stay in flight and their
      * delivery reports arrive later, so the tracker must outlive this call. */
     delivery *dp = calloc(1, sizeof *dp);
-    if (!dp)
-        return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
+    if (!dp) return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
     cl_buf buf;
     cl_buf_init(&buf, 64u << 20);
     int rc = CL_OK;
@@ -300,19 +291,15 @@ int cl_weights_publish(cl_producer *p, cl_avro_codec *codec, const char *topic,
     for (size_t i = 0; i < n && rc == CL_OK; i++) {
         char key[CL_WEIGHTS_KEY_MAX + 1];
         rc = cl_weight_config_validate(configs[i], err, errlen);
-        if (rc == CL_OK)
-            rc = cl_weights_key(configs[i], key, err, errlen);
+        if (rc == CL_OK) rc = cl_weights_key(configs[i], key, err, errlen);
         avro_value_t *v = cl_avro_codec_value(codec);
         cl_buf_reset(&buf);
-        if (rc == CL_OK)
-            rc = cl_weight_config_to_avro(configs[i], v, err, errlen);
-        if (rc == CL_OK)
-            rc = cl_avro_codec_encode(codec, v, &buf, err, errlen);
+        if (rc == CL_OK) rc = cl_weight_config_to_avro(configs[i], v, err, errlen);
+        if (rc == CL_OK) rc = cl_avro_codec_encode(codec, v, &buf, err, errlen);
         if (rc == CL_OK)
             rc = cl_producer_send(p, topic, key, strlen(key), buf.data, buf.len, NULL, 0, dp,
                                   timeout_ms, err, errlen);
-        if (rc == CL_OK)
-            sent++;
+        if (rc == CL_OK) sent++;
     }
     cl_buf_free(&buf);
     char ferr[CL_ERRLEN];
@@ -323,8 +310,7 @@ int cl_weights_publish(cl_producer *p, cl_avro_codec *codec, const char *topic,
     }
     delivery d = *dp;
     free(dp);
-    if (rc != CL_OK)
-        return rc;
+    if (rc != CL_OK) return rc;
     if (d.failed > 0 || (size_t)d.acked != sent)
         return cl_seterr(err, errlen, CL_EIO,
                          "topic %s: %d of %zu weight records not acknowledged: %s", topic,

@@ -70,8 +70,8 @@ void cl_weights_state_init(cl_weights_state *s, const char *model);
 void cl_weights_state_free(cl_weights_state *s);
 
 /* Applies one validated record. Records of other models are ignored (*applied = 0). */
-int cl_weights_state_apply(cl_weights_state *s, const cl_weight_config *c, int *applied,
-                           char *err, size_t errlen);
+int cl_weights_state_apply(cl_weights_state *s, const cl_weight_config *c, int *applied, char *err,
+                           size_t errlen);
 
 /* Records for promoting the live challenger: out[0] CHAMPION, out[1] RETIRED (when
  * there is a champion). comparison may be NULL (manual promotion). *n receives 1 or
