@@ -28,6 +28,9 @@ enum { CL_CLI_OK = 0, CL_CLI_FAIL = 1, CL_CLI_USAGE = 2 };
 
 int cl_cli_topics(int argc, char **argv);
 int cl_cli_lag(int argc, char **argv);
+int cl_cli_weights(int argc, char **argv);  /* weights.c: weights show */
+int cl_cli_promote(int argc, char **argv);  /* weights.c */
+int cl_cli_rollback(int argc, char **argv); /* weights.c */
 
 /* Shared by commands: create the config for `program`, load argv, set up logging to
  * stderr at log.level. Returns CL_CLI_OK with *out set, or an exit status (help

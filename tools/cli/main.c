@@ -16,6 +16,12 @@ static const cl_cli_command commands[] = {
     {"lag", "lag [--group G] [--output text|json]",
      "Print committed offset, end offset and lag per consumer group, topic and partition.",
      cl_cli_lag},
+    {"weights", "weights show [--model M] [--output text|json]",
+     "Show champion, challenger, latest refit and retired weights of a model.", cl_cli_weights},
+    {"promote", "promote [--model M] [--reason TEXT]",
+     "Promote the live challenger to champion now (retires the champion).", cl_cli_promote},
+    {"rollback", "rollback [--model M] [--reason TEXT]",
+     "Reinstate the last retired champion's weights as a new champion version.", cl_cli_rollback},
 };
 
 static void usage(FILE *out)
