@@ -103,6 +103,28 @@ static void error_cb(rd_kafka_t *rk, int code, const char *reason, void *opaque)
            rd_kafka_err2name(e), reason);
 }
 
+/* librdkafka before 2.6.1 sends the client nonce twice in the SCRAM client-final-message
+ * (librdkafka#4895); brokers with the CVE-2024-56128 fix (Kafka 3.8.1+, every 4.x) answer
+ * "invalid credentials" to the right password. Say so once, at start, so the operator
+ * does not go hunting for a wrong password. */
+#define SCRAM_FIXED_VERSION 0x020601ff
+
+static void warn_scram_client(rd_kafka_conf_t *conf)
+{
+    static atomic_int warned;
+    char mech[64];
+    size_t len = sizeof mech;
+    if (rd_kafka_version() >= SCRAM_FIXED_VERSION) return;
+    if (rd_kafka_conf_get(conf, "sasl.mechanisms", mech, &len) != RD_KAFKA_CONF_OK) return;
+    if (strncmp(mech, "SCRAM-", 6) != 0) return;
+    if (atomic_exchange(&warned, 1)) return;
+    cl_log(CL_LOG_WARN, "kafka_scram_librdkafka_too_old",
+           "librdkafka=%s mechanism=%s message=\"librdkafka before 2.6.1 fails SCRAM "
+           "authentication against Kafka 3.8.1+ and 4.x brokers with 'invalid credentials' "
+           "(librdkafka#4895); link librdkafka 2.6.1 or newer\"",
+           rd_kafka_version_str(), mech);
+}
+
 int cl_kafka_conf_new(const cl_config *cfg, cl_kafka_role role, const char *client_id,
                       rd_kafka_conf_t **out, char *err, size_t errlen)
 {
@@ -156,6 +178,7 @@ int cl_kafka_conf_new(const cl_config *cfg, cl_kafka_role role, const char *clie
         rd_kafka_conf_destroy(conf);
         return rc;
     }
+    warn_scram_client(conf);
     rd_kafka_conf_set_log_cb(conf, log_cb);
     rd_kafka_conf_set_error_cb(conf, error_cb);
     *out = conf;
@@ -539,10 +562,19 @@ struct cl_consumer {
     int hook_failed;
     char hook_err[CL_ERRLEN];
 
-    pthread_mutex_t lag_mu; /* guards lag and history */
+    pthread_mutex_t lag_mu; /* guards lag and history, and the broker health below */
     cl_lag_report lag;
     lag_history *history;
     size_t nhistory;
+
+    /* Broker health, from librdkafka's statistics (a broker in state UP) and error events
+     * (all brokers down). Unknown until the first statistics: counted as reachable. */
+    int brokers_down;
+    char brokers_reason[256];
+    /* A failed SASL authentication is a configuration error (wrong username or
+     * password), not an outage: like the Java consumer, poll reports it. */
+    int auth_failed;
+    char auth_err[512];
 };
 
 static part_state *part_find(cl_consumer *c, const char *topic, int32_t partition)
@@ -731,11 +763,87 @@ static void history_record(lag_history *h, int64_t end_offset, int64_t now_ms)
     h->samples[h->n++] = (cl_lag_sample){end_offset, now_ms, now_ms};
 }
 
+/* Reads the per-broker states of a statistics document: *up is 1 if any broker is UP;
+ * desc lists the others as "host:port=STATE". Returns CL_ERR when there is no "brokers"
+ * object to judge by. */
+static int stats_broker_health(const char *json, size_t len, int *up, char *desc, size_t desclen)
+{
+    json_t *root = json_loadb(json, len, 0, NULL);
+    json_t *brokers = root ? json_object_get(root, "brokers") : NULL;
+    if (!json_is_object(brokers)) {
+        json_decref(root);
+        return CL_ERR;
+    }
+    *up = 0;
+    size_t used = 0;
+    desc[0] = '\0';
+    const char *name;
+    json_t *b;
+    json_object_foreach(brokers, name, b)
+    {
+        const char *state = json_string_value(json_object_get(b, "state"));
+        if (!state) continue;
+        if (strcmp(state, "UP") == 0) *up = 1;
+        /* Bootstrap entries (nodeid -1) idle in INIT once the cluster is known. */
+        if (json_integer_value(json_object_get(b, "nodeid")) < 0) continue;
+        if (used + 1 < desclen) {
+            int w = snprintf(desc + used, desclen - used, "%s%s=%s", used ? " " : "", name, state);
+            if (w > 0) used += (size_t)w < desclen - used ? (size_t)w : desclen - used - 1;
+        }
+    }
+    json_decref(root);
+    return CL_OK;
+}
+
+static void consumer_error_cb(rd_kafka_t *rk, int code, const char *reason, void *opaque)
+{
+    cl_consumer *c = opaque;
+    error_cb(rk, code, reason, opaque);
+    rd_kafka_resp_err_t e = (rd_kafka_resp_err_t)code;
+    pthread_mutex_lock(&c->lag_mu);
+    if (e == RD_KAFKA_RESP_ERR__AUTHENTICATION && !c->auth_failed) {
+        c->auth_failed = 1;
+        snprintf(c->auth_err, sizeof c->auth_err, "%s", reason ? reason : "authentication failed");
+    } else if (e == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+        c->brokers_down = 1;
+        snprintf(c->brokers_reason, sizeof c->brokers_reason, "all brokers down: %s",
+                 reason ? reason : "");
+    }
+    pthread_mutex_unlock(&c->lag_mu);
+}
+
+int cl_consumer_broker_health(cl_consumer *c, char *reason, size_t reasonlen)
+{
+    pthread_mutex_lock(&c->lag_mu);
+    int ok = !c->brokers_down && !c->auth_failed;
+    if (!ok && reason && reasonlen)
+        snprintf(reason, reasonlen, "Kafka broker unreachable (group %s): %s", c->group,
+                 c->auth_failed ? c->auth_err : c->brokers_reason);
+    pthread_mutex_unlock(&c->lag_mu);
+    return ok;
+}
+
 static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 {
     cl_consumer *c = opaque;
     cl_lag_report r;
     char err[CL_ERRLEN];
+    int up;
+    char desc[200];
+    if (stats_broker_health(json, len, &up, desc, sizeof desc) == CL_OK) {
+        pthread_mutex_lock(&c->lag_mu);
+        if (!up && !c->brokers_down)
+            cl_log(CL_LOG_WARN, "kafka_brokers_down", "client=%s group=%s brokers=\"%s\"",
+                   rd_kafka_name(rk), c->group, desc);
+        else if (up && c->brokers_down)
+            cl_log(CL_LOG_INFO, "kafka_brokers_up", "client=%s group=%s", rd_kafka_name(rk),
+                   c->group);
+        c->brokers_down = !up;
+        if (!up)
+            snprintf(c->brokers_reason, sizeof c->brokers_reason, "no broker connection (%s)",
+                     desc[0] ? desc : "no broker known yet");
+        pthread_mutex_unlock(&c->lag_mu);
+    }
     if (cl_kafka_parse_stats_lag(json, len, &r, err, sizeof err) != CL_OK) {
         cl_log(CL_LOG_WARN, "stats_unparsable", "client=%s error=\"%s\"", rd_kafka_name(rk), err);
         return 0;
@@ -854,6 +962,7 @@ int cl_consumer_new(const cl_config *cfg, const cl_consumer_opts *opts, cl_consu
         }
     }
     rd_kafka_conf_set_stats_cb(conf, stats_cb);
+    rd_kafka_conf_set_error_cb(conf, consumer_error_cb);
     rd_kafka_conf_set_opaque(conf, c);
 
     char why[512];
@@ -924,6 +1033,18 @@ int cl_consumer_poll(cl_consumer *c, cl_message *out, size_t max, size_t *n, int
     while (*n < max) {
         if (c->hook_failed) {
             rc = cl_seterr(err, errlen, CL_ERR, "group %s: %s", c->group, c->hook_err);
+            break;
+        }
+        pthread_mutex_lock(&c->lag_mu);
+        int auth_failed = c->auth_failed;
+        if (auth_failed)
+            cl_seterr(err, errlen, CL_ERR,
+                      "Kafka authentication failed (group %s): %s; check kafka.sasl.username, "
+                      "kafka.sasl.password, kafka.sasl.mechanisms and kafka.ssl.ca.location",
+                      c->group, c->auth_err);
+        pthread_mutex_unlock(&c->lag_mu);
+        if (auth_failed) {
+            rc = CL_ERR;
             break;
         }
         int64_t left = deadline - cl_mono_ms();

@@ -228,6 +228,14 @@ int cl_consumer_new(const cl_config *cfg, const cl_consumer_opts *opts, cl_consu
 int cl_consumer_poll(cl_consumer *c, cl_message *out, size_t max, size_t *n, int timeout_ms,
                      char *err, size_t errlen);
 
+/* 1 while some broker is reachable; 0 when librdkafka's statistics (every
+ * statistics.interval.ms, 5 s by default) show no broker UP, after an all-brokers-down
+ * event, or after an authentication failure, with the reason ("Kafka broker unreachable
+ * (group g): ...") in reason. Workers feed it to /healthz. An authentication failure
+ * (wrong SASL username or password) also makes cl_consumer_poll return CL_ERR:
+ * it is a configuration error that retrying does not fix. */
+int cl_consumer_broker_health(cl_consumer *c, char *reason, size_t reasonlen);
+
 /* Mark m as processed: its offset + 1 becomes the partition's offset to commit. */
 int cl_consumer_store(cl_consumer *c, const cl_message *m, char *err, size_t errlen);
 /* Mark explicit next-offsets as processed. */

@@ -128,6 +128,7 @@ struct cl_join_worker {
     int64_t last_activity_mono;
     int fatal;
     char fatal_err[CL_ERRLEN];
+    int broker_healthy; /* last value given to /healthz */
 
     struct {
         cl_prom_metric *in, *out, *joined, *retracted, *excluded, *expired, *unscored, *waiting,
@@ -1221,6 +1222,7 @@ int cl_join_worker_new(cl_config *cfg, cl_join_worker **out, char *err, size_t e
     rc = cl_http_start(&w->http, &hc, err, errlen);
     if (rc != CL_OK) goto fail;
     cl_http_set_health(w->http, 1, NULL);
+    w->broker_healthy = 1;
     cl_log(CL_LOG_INFO, "join_started",
            "snapshots=%s outcomes=%s labeled=%s changelog=%s state_dir=%s http_port=%u", w->t_in[0],
            w->t_in[1], w->t_labeled, w->t_changelog, cl_store_path(w->store),
@@ -1257,6 +1259,14 @@ int cl_join_worker_run(cl_join_worker *w, char *err, size_t errlen)
         rc = cl_consumer_poll(w->consumer, msgs, w->poll_max, &n, w->restoring_count > 0 ? 0 : 100,
                               err, errlen);
         if (rc != CL_OK) break;
+        /* While no broker answers the worker keeps polling (librdkafka reconnects);
+         * /healthz says why it makes no progress. */
+        char why[300];
+        int healthy = cl_consumer_broker_health(w->consumer, why, sizeof why);
+        if (healthy != w->broker_healthy) {
+            cl_http_set_health(w->http, healthy, healthy ? NULL : why);
+            w->broker_healthy = healthy;
+        }
         pause_restoring(w);
         /* A partition that failed (registry unreachable) is skipped for the rest of
          * this poll; it was rewound to the failing record. */
