@@ -309,6 +309,24 @@ int cl_refit_select(const cl_training_rows *rows, cl_horizon_policy policy, int3
     return CL_OK;
 }
 
+/* Did precision at HIGH drop from model a (tp_a won among n_a HIGH) to model b? Only a
+ * significant drop counts (one-sided two-proportion z-test at alpha): a few dozen
+ * HIGH-scored outcomes make a raw difference mostly noise. A model b that scores nobody
+ * HIGH while a did, with some wins, has dropped. Counts may be weighted (then the test
+ * is approximate). *p_out: the one-sided p-value (1 when b is not lower). */
+static int precision_dropped(double tp_a, double n_a, double tp_b, double n_b, double alpha,
+                             double *p_out)
+{
+    *p_out = 1;
+    if (n_b <= 0) return n_a > 0 && tp_a > 0;
+    if (n_a <= 0 || tp_b / n_b >= tp_a / n_a) return 0;
+    double pooled = (tp_a + tp_b) / (n_a + n_b);
+    double se = sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b));
+    double z = se > 0 ? (tp_a / n_a - tp_b / n_b) / se : INFINITY;
+    *p_out = cl_normal_sf(z);
+    return *p_out < alpha;
+}
+
 /* ---- the refit ----------------------------------------------------------------- */
 
 typedef struct {
@@ -774,10 +792,24 @@ int cl_refit_run(const cl_training_rows *rows, const cl_weight_config *champion,
     }
     res->challenger_cv = cl_fit_cv_mean(both_c, nb);
     res->champion_cv = cl_fit_cv_mean(both_h, nb);
+    /* Precision at HIGH pooled over the folds (a fold where a model scores nobody HIGH
+     * adds nothing, instead of a 0 that a mean would count). */
+    double tpC = 0, nC = 0, tpH = 0, nH = 0;
+    for (size_t f = 0; f < nb; f++) {
+        tpC += both_c[f].precision_high * both_c[f].n_high;
+        nC += both_c[f].n_high;
+        tpH += both_h[f].precision_high * both_h[f].n_high;
+        nH += both_h[f].n_high;
+    }
+    res->challenger_cv.precision_high = nC > 0 ? tpC / nC : 0;
+    res->challenger_cv.n_high = nC;
+    res->champion_cv.precision_high = nH > 0 ? tpH / nH : 0;
+    res->champion_cv.n_high = nH;
     const cl_fold_metrics *C = &res->challenger_cv, *H = &res->champion_cv;
     int better_auc = C->auc >= H->auc + o->min_auc_gain;
     int better_ll = C->log_loss < H->log_loss;
-    int prec_ok = C->precision_high >= H->precision_high;
+    double drop_p = 1;
+    int prec_ok = !precision_dropped(tpH, nH, tpC, nC, o->p_value, &drop_p);
     int accept = better_auc && better_ll && prec_ok;
 
     char adopted_text[512] = "";
@@ -788,20 +820,20 @@ int cl_refit_run(const cl_training_rows *rows, const cl_weight_config *champion,
     if (accept)
         reasonf(res,
                 "beat champion v%" PRId64 " on %zu rolling-origin folds: AUC %.4f vs %.4f, "
-                "log loss %.4f vs %.4f, precision at HIGH %.3f vs %.3f; %zu examples "
-                "(%zu won, %zu lost opportunities)%s%s",
+                "log loss %.4f vs %.4f, precision at HIGH %.3f (n %.0f) vs %.3f (n %.0f); %zu "
+                "examples (%zu won, %zu lost opportunities)%s%s",
                 champion->version, nb, C->auc, H->auc, C->log_loss, H->log_loss, C->precision_high,
-                H->precision_high, d.n, res->n_won, res->n_lost,
+                nC, H->precision_high, nH, d.n, res->n_won, res->n_lost,
                 at ? "; learned factors adopted: " : "", adopted_text);
     else
         reasonf(res,
                 "did not beat champion v%" PRId64 " on %zu rolling-origin folds: AUC %.4f vs "
-                "%.4f (needs +%.4f)%s, log loss %.4f vs %.4f%s, precision at HIGH %.3f vs "
-                "%.3f%s; %zu examples (%zu won, %zu lost opportunities)",
+                "%.4f (needs +%.4f)%s, log loss %.4f vs %.4f%s, precision at HIGH %.3f (n %.0f) "
+                "vs %.3f (n %.0f)%s; %zu examples (%zu won, %zu lost opportunities)",
                 champion->version, nb, C->auc, H->auc, o->min_auc_gain,
                 better_auc ? "" : " [fails]", C->log_loss, H->log_loss, better_ll ? "" : " [fails]",
-                C->precision_high, H->precision_high, prec_ok ? "" : " [fails]", d.n, res->n_won,
-                res->n_lost);
+                C->precision_high, nC, H->precision_high, nH, prec_ok ? "" : " [fails]", d.n,
+                res->n_won, res->n_lost);
 
     /* 8. the config, under the guard rails */
     cl_weight_config *c = malloc(sizeof *c);
@@ -962,16 +994,8 @@ int cl_refit_evaluate_trial(const cl_training_rows *rows, const cl_refit_options
      * difference mostly noise, so a drop counts when it is significant (one-sided
      * two-proportion z-test at p_value), or when the challenger scores nobody HIGH
      * while the champion did. */
-    int prec_ok = 1;
-    if (pp[1] == 0 && pp[0] > 0 && tp[0] > 0) {
-        prec_ok = 0;
-    } else if (pp[0] > 0 && pp[1] > 0 && out->precision_challenger < out->precision_champion) {
-        double pooled = (tp[0] + tp[1]) / (pp[0] + pp[1]);
-        double se = sqrt(pooled * (1 - pooled) * (1 / pp[0] + 1 / pp[1]));
-        double z = se > 0 ? (out->precision_champion - out->precision_challenger) / se : INFINITY;
-        out->precision_drop_p = cl_normal_sf(z);
-        prec_ok = !(out->precision_drop_p < o->p_value);
-    }
+    int prec_ok =
+        !precision_dropped(tp[0], pp[0], tp[1], pp[1], o->p_value, &out->precision_drop_p);
     char numbers[600];
     snprintf(numbers, sizeof numbers,
              "AUC %.4f vs champion v%" PRId64 " %.4f (delta %+.4f, DeLong p = %.3g), precision "

@@ -19,7 +19,8 @@
  *   7. validation: rolling-origin cross-validation of the refitted procedure and of the
  *      champion's fixed weights (calibration refitted per fold) on the same windows;
  *      CHALLENGER only if AUC improves by at least min_auc_gain, log loss improves and
- *      precision at HIGH is not lower; otherwise REJECTED with the numbers in `reason`;
+ *      precision at HIGH (pooled over the folds) has not dropped significantly (the test
+ *      the trial uses, below); otherwise REJECTED with the numbers in `reason`;
  *   8. guard rails: every number finite, weights summing to 1 within 1e-9, the config
  *      valid under score.h's rules, or nothing is published.
  *
@@ -124,8 +125,10 @@ typedef struct {
     char reason[CL_REASON_MAX + 1];
     cl_weight_config *config; /* heap; set for CHALLENGER and REJECTED */
     size_t n_examples, n_opps;
-    size_t n_won, n_lost;                       /* opportunities */
-    cl_fold_metrics challenger_cv, champion_cv; /* means over folds evaluated by both */
+    size_t n_won, n_lost; /* opportunities */
+    /* Means over the folds evaluated by both; precision_high is pooled over those folds
+     * (won among HIGH / HIGH) and n_high is the total. */
+    cl_fold_metrics challenger_cv, champion_cv;
     size_t folds_evaluated;
     cl_refit_factor_report factors[CL_REFIT_MAX_CANDIDATES];
     size_t n_factors;
