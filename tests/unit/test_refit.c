@@ -18,6 +18,7 @@
 #include "refit.h"
 #include "score.h"
 #include "training_set.h"
+#include "weights_log.h"
 
 #define DAY_MS 86400000LL
 
@@ -649,6 +650,123 @@ static void test_trial_decisions(void **state)
     cl_training_rows_free(&rows);
 }
 
+/* ---- the weights topic: keys, state, transitions ------------------------------------ */
+
+static void config_at(cl_weight_config *c, int64_t version, cl_model_status status)
+{
+    cl_weight_config_seed(c, 1000 * version);
+    c->version = version;
+    c->status = status;
+    if (version > 1) c->parent_version = (cl_opt_long){true, version - 1};
+    /* Distinguishable weights per version. */
+    c->weights.items[0].weight = 0.15 + 0.01 * (double)version;
+    c->weights.items[5].weight = 0.05 - 0.01 * (double)version;
+}
+
+static void test_weights_state_and_transitions(void **state)
+{
+    (void)state;
+    char err[CL_ERRLEN], key[CL_WEIGHTS_KEY_MAX + 1];
+    cl_weight_config *c = malloc(sizeof *c);
+    cl_weight_config *out[2] = {malloc(sizeof *c), malloc(sizeof *c)};
+    cl_weights_state s;
+    cl_weights_state_init(&s, CL_SEED_MODEL);
+    int applied;
+
+    config_at(c, 1, CL_MODEL_CHAMPION);
+    assert_int_equal(cl_weights_key(c, key, err, sizeof err), CL_OK);
+    assert_string_equal(key, "opportunity_score");
+    assert_int_equal(cl_weights_state_apply(&s, c, &applied, err, sizeof err), CL_OK);
+    assert_true(applied);
+
+    /* Nothing to promote or roll back yet. */
+    size_t n;
+    assert_int_equal(cl_weights_promotion(&s, NULL, "x", 5, out, &n, err, sizeof err),
+                     CL_ENOTFOUND);
+    assert_int_equal(cl_weights_rollback(&s, "x", 5, out, err, sizeof err), CL_ENOTFOUND);
+
+    /* A challenger, then a REJECTED refit must not be confused with it by key. */
+    config_at(c, 2, CL_MODEL_CHALLENGER);
+    assert_int_equal(cl_weights_key(c, key, err, sizeof err), CL_OK);
+    assert_string_equal(key, "opportunity_score/challenger");
+    cl_weights_state_apply(&s, c, &applied, err, sizeof err);
+    assert_non_null(s.challenger);
+    assert_int_equal(s.challenger->version, 2);
+
+    /* Another model's record is ignored. */
+    config_at(c, 4, CL_MODEL_CHAMPION);
+    c->version = 9;
+    snprintf(c->model, sizeof c->model, "other");
+    cl_weights_state_apply(&s, c, &applied, err, sizeof err);
+    assert_false(applied);
+    assert_int_equal(s.max_version, 2);
+
+    /* Promotion: CHAMPION v2 (same weights, comparison) then RETIRED v1. */
+    cl_champion_comparison cmp = {1, 0.05, 0.001, 300, {true, 0.02}};
+    assert_int_equal(cl_weights_promotion(&s, &cmp, "won the trial", 7, out, &n, err, sizeof err),
+                     CL_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(out[0]->status, CL_MODEL_CHAMPION);
+    assert_int_equal(out[0]->version, 2);
+    assert_true(out[0]->has_comparison);
+    assert_true(out[0]->weights.items[0].weight == s.challenger->weights.items[0].weight);
+    assert_int_equal(out[1]->status, CL_MODEL_RETIRED);
+    assert_int_equal(out[1]->version, 1);
+    assert_non_null(strstr(out[1]->reason, "superseded by v2"));
+    assert_int_equal(cl_weights_key(out[1], key, err, sizeof err), CL_OK);
+    assert_string_equal(key, "opportunity_score/retired");
+    for (int i = 0; i < 2; i++)
+        cl_weights_state_apply(&s, out[i], &applied, err, sizeof err);
+    assert_int_equal(s.champion->version, 2);
+    assert_null(s.challenger);
+    assert_int_equal(s.retired->version, 1);
+
+    /* A stale CHAMPION (v1 re-read) does not replace v2; a stale CHALLENGER is not live. */
+    config_at(c, 1, CL_MODEL_CHAMPION);
+    cl_weights_state_apply(&s, c, &applied, err, sizeof err);
+    assert_int_equal(s.champion->version, 2);
+    config_at(c, 2, CL_MODEL_CHALLENGER);
+    cl_weights_state_apply(&s, c, &applied, err, sizeof err);
+    assert_null(s.challenger);
+
+    /* A refit outcome: REJECTED v3 keeps the champion. */
+    config_at(c, 3, CL_MODEL_REJECTED);
+    cl_weights_state_apply(&s, c, &applied, err, sizeof err);
+    assert_int_equal(s.champion->version, 2);
+    assert_int_equal(s.max_version, 3);
+
+    /* Rollback: a new version v4 with v1's weights, and RETIRED v2. */
+    assert_int_equal(cl_weights_rollback(&s, "incident", 9, out, err, sizeof err), CL_OK);
+    assert_int_equal(out[0]->version, 4);
+    assert_int_equal(out[0]->status, CL_MODEL_CHAMPION);
+    assert_int_equal(out[0]->parent_version.value, 2);
+    assert_true(out[0]->weights.items[0].weight == s.retired->weights.items[0].weight);
+    assert_non_null(strstr(out[0]->reason, "rollback to the weights of v1"));
+    assert_int_equal(out[1]->version, 2);
+    assert_int_equal(out[1]->status, CL_MODEL_RETIRED);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(cl_weight_config_validate(out[i], err, sizeof err), CL_OK);
+        cl_weights_state_apply(&s, out[i], &applied, err, sizeof err);
+    }
+    assert_int_equal(s.champion->version, 4);
+    assert_int_equal(s.retired->version, 2);
+
+    /* Rejection of a live challenger ends it. */
+    config_at(c, 5, CL_MODEL_CHALLENGER);
+    cl_weights_state_apply(&s, c, &applied, err, sizeof err);
+    assert_int_equal(s.challenger->version, 5);
+    assert_int_equal(cl_weights_rejection(&s, &cmp, "worse", 11, out[0], err, sizeof err), CL_OK);
+    assert_int_equal(out[0]->status, CL_MODEL_REJECTED);
+    cl_weights_state_apply(&s, out[0], &applied, err, sizeof err);
+    assert_null(s.challenger);
+    assert_int_equal(s.max_version, 5);
+
+    cl_weights_state_free(&s);
+    free(c);
+    free(out[0]);
+    free(out[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -662,6 +780,7 @@ int main(void)
         cmocka_unit_test(test_discovery_finds_owner_not_account),
         cmocka_unit_test(test_shuffled_labels_adopt_nothing),
         cmocka_unit_test(test_trial_decisions),
+        cmocka_unit_test(test_weights_state_and_transitions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
