@@ -151,6 +151,27 @@ def produce(prefix, records):
     assert p.flush(60) == 0, "labeled records not acknowledged by the broker"
 
 
+def produce_raw(prefix, key, value):
+    p = Producer({"bootstrap.servers": BROKER, "partitioner": "murmur2_random"})
+    p.produce(prefix + "labeled", key=key, value=value)
+    assert p.flush(30) == 0, "record not acknowledged by the broker"
+
+
+def read_topic(topic, count, timeout=30):
+    """The first `count` records of a one-partition topic."""
+    c = Consumer({"bootstrap.servers": BROKER, "group.id": "it-" + uuid.uuid4().hex,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, 0, 0)])
+    out, deadline = [], time.time() + timeout
+    while len(out) < count and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            out.append(m)
+    c.close()
+    assert len(out) == count, f"{topic}: {len(out)} records, expected {count}"
+    return out
+
+
 def draw(rng, truth, a, b, n0, count, first_day, days, snapshots, champion_w=None,
          challenger=None):
     """count opportunities closing over `days` from first_day, labels from truth."""

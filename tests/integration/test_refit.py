@@ -17,7 +17,8 @@ implementation), and the weights topic is read back with fastavro.
 import json
 
 from refit_harness import (MODEL, NAMES, SEED, TRUTH, Refit, cli, distance, draw, env,  # noqa: F401
-                           has, metric, produce, random, read_weights)
+                           has, metric, produce, produce_raw, random, read_topic,
+                           read_weights)
 
 
 def test_challenger_then_promotion(env):
@@ -88,10 +89,18 @@ def test_champion_already_right_is_rejected(env):
     prefix, state, tmp = env
     rng = random.Random(7)
     n1 = 3000
-    produce(prefix, draw(rng, SEED, -3.0, 0.06, 0, n1, 20000, 700, 1))
+    records = draw(rng, SEED, -3.0, 0.06, 0, n1, 20000, 700, 1)
+    produce(prefix, records[:10])
+    produce_raw(prefix, b"006Rpoison", b"\xc3\x01 not an avro datum")
+    produce(prefix, records[10:])
     w = Refit(prefix, state, tmp / "refit.log", "--refit.min.new.outcomes", str(n1))
-    w.port()
+    port = w.port()
     recs = read_weights(prefix, has("REJECTED", 2), 180, w)
+    assert metric(port, "closedloop_refit_dlq_total") == 1
+    (dead,) = read_topic(prefix + "dlq", 1)
+    headers = dict(dead.headers())
+    assert dead.key() == b"006Rpoison" and headers["worker"] == b"refit"
+    assert headers["source.topic"] == (prefix + "labeled").encode()
     (key, rej), = [(k, r) for k, r in recs if r["status"] == "REJECTED"]
     assert key == MODEL + "/challenger"
     assert "did not beat champion v1" in rej["reason"] and "AUC" in rej["reason"]

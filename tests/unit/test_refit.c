@@ -433,6 +433,67 @@ static void test_no_weights_exist(void **state)
     free(champ);
 }
 
+/* Two stages with different true weights: each gets its own weights, closer to its truth
+ * than the global ones, and scoring picks them by stage. */
+static void test_stage_weights(void **state)
+{
+    (void)state;
+    static const double W[2][6] = {{0.40, 0.05, 0.05, 0.40, 0.05, 0.05},
+                                   {0.05, 0.40, 0.40, 0.05, 0.05, 0.05}};
+    static const char *const STAGES[2] = {"Proposal", "Negotiation"};
+    cl_training_rows rows;
+    cl_rows_spec spec = {NULL, 0, NULL, 0, {{"", 0, 70}, {"", 0, 70}}};
+    char err[CL_ERRLEN];
+    assert_int_equal(cl_training_rows_init(&rows, &spec, err, sizeof err), CL_OK);
+    cl_labeled_example *e = malloc(sizeof *e);
+    rng_state = 77;
+    int n = 12000;
+    for (int o = 0; o < n; o++) {
+        int st = o % 2;
+        double c[6], score = 0;
+        for (int j = 0; j < 6; j++) {
+            c[j] = 100.0 * uniform();
+            score += W[st][j] * c[j];
+        }
+        int won = uniform() < 1.0 / (1.0 + exp(-(-6.0 + 0.12 * score)));
+        int32_t close = 19000 + (int32_t)(730.0 * o / n);
+        make_example(e, o, 0, close - 14, close, won, c, 1000);
+        snprintf(e->snapshot.stage, sizeof e->snapshot.stage, "%s", STAGES[st]);
+        assert_int_equal(cl_training_rows_append(&rows, e, err, sizeof err), CL_OK);
+    }
+    free(e);
+    cl_weight_config *champ = malloc(sizeof *champ);
+    cl_weight_config_seed(champ, 0);
+    cl_refit_options o;
+    options_for_test(&o);
+    o.stage_weights = 1;
+    o.stage_l2_per_example = 0.01;
+    cl_refit_result res;
+    assert_int_equal(cl_refit_run(&rows, champ, &o, 2, 1000, &res, err, sizeof err), CL_OK);
+    assert_non_null(res.config);
+    assert_int_equal(res.config->n_stage_weights, 2);
+    for (size_t s = 0; s < 2; s++) {
+        const cl_stage_weights *sw = &res.config->stage_weights[s];
+        int st = strcmp(sw->stage, STAGES[0]) == 0 ? 0 : 1;
+        assert_string_equal(sw->stage, STAGES[st]);
+        assert_ptr_equal(cl_weights_for_stage(res.config, STAGES[st]), &sw->weights);
+        double d_stage = 0, d_global = 0, sum = 0;
+        for (int j = 0; j < 6; j++) {
+            d_stage += fabs(sw->weights.items[j].weight - W[st][j]);
+            d_global += fabs(res.config->weights.items[j].weight - W[st][j]);
+            sum += sw->weights.items[j].weight;
+        }
+        assert_true(fabs(sum - 1) <= 1e-9);
+        if (!(d_stage < 0.12 && d_stage < d_global / 2))
+            fail_msg("stage %s: L1 distance %.3f to its truth, global %.3f", sw->stage, d_stage,
+                     d_global);
+    }
+    assert_ptr_equal(cl_weights_for_stage(res.config, "Closed"), &res.config->weights);
+    cl_refit_result_free(&res);
+    cl_training_rows_free(&rows);
+    free(champ);
+}
+
 /* ---- learned factors ------------------------------------------------------------ */
 
 /* The planted leak: account_id is unique per opportunity, so a rate computed with the
@@ -776,6 +837,7 @@ int main(void)
         cmocka_unit_test(test_champion_right_is_rejected),
         cmocka_unit_test(test_refuses_below_minimum),
         cmocka_unit_test(test_no_weights_exist),
+        cmocka_unit_test(test_stage_weights),
         cmocka_unit_test(test_point_in_time_rates_do_not_leak),
         cmocka_unit_test(test_discovery_finds_owner_not_account),
         cmocka_unit_test(test_shuffled_labels_adopt_nothing),
