@@ -450,10 +450,15 @@ static int consume(cl_refit_worker *w, cl_message *msgs, size_t *got, char *err,
         cl_consumer_store(w->consumer, &msgs[i], NULL, 0);
     if (retry) {
         cl_log(CL_LOG_WARN, "labeled_record_retry", "error=\"%s\"", err);
-        for (size_t i = done; i < n; i++)
-            if (i == done || msgs[i].partition != msgs[done].partition)
+        /* Rewind every partition to its first record not processed in this poll. */
+        for (size_t i = done; i < n; i++) {
+            int first = 1;
+            for (size_t j = done; j < i && first; j++)
+                first = msgs[j].partition != msgs[i].partition;
+            if (first)
                 cl_consumer_seek(w->consumer, msgs[i].topic, msgs[i].partition, msgs[i].offset,
                                  5000, NULL, 0);
+        }
         cl_sleep_ms(500);
     }
     cl_consumer_commit(w->consumer, 1, NULL, 0);
@@ -463,21 +468,38 @@ static int consume(cl_refit_worker *w, cl_message *msgs, size_t *got, char *err,
 
 /* ---- the cycle -------------------------------------------------------------------- */
 
+/* The pending counter (one LMDB get) and the examples gauge (LMDB's entry count as of
+ * the last commit). The number of opportunities needs a scan, so it is refreshed only
+ * at start and when a cycle loads the rows. */
 static int update_counts(cl_refit_worker *w, uint64_t *pending, char *err, size_t errlen)
 {
     cl_store_txn *t;
     int rc = cl_store_read_begin(cl_training_set_store(w->ts), &t, err, errlen);
     if (rc != CL_OK) return rc;
-    uint64_t opps = 0, examples = 0;
     rc = cl_training_set_pending(t, pending, err, errlen);
-    if (rc == CL_OK) rc = cl_training_set_counts(t, &opps, &examples, err, errlen);
     int64_t last = 0;
     if (rc == CL_OK && cl_training_set_meta_get_i64(t, "last_cycle_ms", &last, NULL, 0) == CL_OK)
         w->last_cycle_ms = last;
     cl_store_read_end(t);
+    cl_store_stats st;
+    cl_store_stats_get(cl_training_set_store(w->ts), &st);
     cl_prom_gauge_set(w->m.pending, NULL, (double)*pending);
-    cl_prom_gauge_set(w->m.opps, NULL, (double)opps);
-    cl_prom_gauge_set(w->m.examples, NULL, (double)examples);
+    cl_prom_gauge_set(w->m.examples, NULL, (double)st.entries[CL_TS_DB_EXAMPLES]);
+    return rc;
+}
+
+static int count_opportunities(cl_refit_worker *w, char *err, size_t errlen)
+{
+    cl_store_txn *t;
+    int rc = cl_store_read_begin(cl_training_set_store(w->ts), &t, err, errlen);
+    if (rc != CL_OK) return rc;
+    uint64_t opps = 0, examples = 0;
+    rc = cl_training_set_counts(t, &opps, &examples, err, errlen);
+    cl_store_read_end(t);
+    if (rc == CL_OK) {
+        cl_prom_gauge_set(w->m.opps, NULL, (double)opps);
+        cl_prom_gauge_set(w->m.examples, NULL, (double)examples);
+    }
     return rc;
 }
 
@@ -580,6 +602,8 @@ static int cycle(cl_refit_worker *w, char *err, size_t errlen)
     rc = cl_training_rows_load(w->ts, &spec, &rows, &skipped, err, errlen);
     if (rc != CL_OK) return rc;
     if (skipped) cl_log(CL_LOG_WARN, "training_examples_skipped", "count=%zu", skipped);
+    cl_prom_gauge_set(w->m.opps, NULL, (double)rows.n_opps);
+    cl_prom_gauge_set(w->m.examples, NULL, (double)rows.n);
     rc = w->state.challenger ? run_trial(w, &rows, err, errlen)
                              : run_refit(w, &rows, champ, err, errlen);
     cl_training_rows_free(&rows);
@@ -620,6 +644,7 @@ int cl_refit_worker_run(cl_refit_worker *w, char *err, size_t errlen)
 {
     int rc = follow_weights(w, 30000, err, errlen);
     if (rc == CL_OK) rc = ensure_champion(w, err, errlen);
+    if (rc == CL_OK) rc = count_opportunities(w, err, errlen);
     if (rc == CL_ESTOP) return CL_OK;
     if (rc != CL_OK) return rc;
     cl_http_set_health(w->http, 1, NULL);
