@@ -609,6 +609,77 @@ static void test_shuffled_labels_adopt_nothing(void **state)
     free(champ);
 }
 
+/* A champion that already uses learned components: its components are rebuilt from the
+ * training set (fresh category table), a percentile whose attribute has no values any
+ * more keeps the champion's breakpoints, and the rows spec asks for every source. */
+static void test_refit_from_learned_champion(void **state)
+{
+    (void)state;
+    cl_weight_config *champ = malloc(sizeof *champ);
+    cl_weight_config_seed(champ, 0);
+    champ->version = 3;
+    cl_component_def *d = &champ->components[0];
+    cl_component_def_init(d);
+    snprintf(d->name, sizeof d->name, "owner_id_win_rate");
+    d->kind = CL_COMPONENT_CATEGORY_WIN_RATE;
+    snprintf(d->source, sizeof d->source, "owner_id");
+    d->smoothing = 20;
+    d->overall_rate = 0.5;
+    d->n_categories = 1;
+    snprintf(d->categories[0].category, sizeof d->categories[0].category, "owner-stale");
+    d->categories[0].rate = 0.9;
+    d->categories[0].n = 100;
+    d = &champ->components[1];
+    cl_component_def_init(d);
+    snprintf(d->name, sizeof d->name, "amount_pct");
+    d->kind = CL_COMPONENT_NUMERIC_PERCENTILE;
+    snprintf(d->source, sizeof d->source, "amount");
+    d->n_breakpoints = 2;
+    d->breakpoints[0] = 0;
+    d->breakpoints[1] = 1000;
+    champ->n_components = 2;
+    champ->weights.items[0].weight -= 0.10; /* speed_to_close 0.05 */
+    char err[CL_ERRLEN];
+    assert_int_equal(cl_weight_set_put(&champ->weights, "owner_id_win_rate", 0.05, err, sizeof err),
+                     CL_OK);
+    assert_int_equal(cl_weight_set_put(&champ->weights, "amount_pct", 0.05, err, sizeof err),
+                     CL_OK);
+    assert_int_equal(cl_weight_config_validate(champ, err, sizeof err), CL_OK);
+
+    cl_refit_options o;
+    options_for_test(&o);
+    const char *cat[CL_ROWS_MAX_SOURCES], *num[CL_ROWS_MAX_SOURCES];
+    cl_rows_spec spec;
+    assert_int_equal(cl_refit_rows_spec(&o, champ, NULL, &spec, cat, num, err, sizeof err), CL_OK);
+    assert_int_equal(spec.n_cat, 1);
+    assert_string_equal(spec.cat_sources[0], "owner_id");
+    assert_int_equal(spec.n_num, 1);
+    assert_string_equal(spec.num_sources[0], "amount");
+    assert_int_equal(spec.tracked[0].version, 3);
+
+    truth t = {SEED_W, -3.0, 0.06, 2.0, 0, 4000, 1};
+    cl_training_rows rows;
+    draw_rows(&rows, &t, 21, &spec); /* no amounts: the percentile cannot be re-estimated */
+    cl_refit_result res;
+    assert_int_equal(cl_refit_run(&rows, champ, &o, 4, 1000, &res, err, sizeof err), CL_OK);
+    assert_non_null(res.config);
+    assert_int_equal(res.config->parent_version.value, 3);
+    assert_int_equal(res.config->n_components, 2);
+    const cl_component_def *owner = cl_component_def_find(res.config, "owner_id_win_rate");
+    assert_non_null(owner);
+    assert_int_equal(owner->n_categories, 40); /* rebuilt: the stale entry is gone */
+    const cl_component_def *amount = cl_component_def_find(res.config, "amount_pct");
+    assert_non_null(amount);
+    assert_int_equal(amount->n_breakpoints, 2);
+    assert_true(amount->breakpoints[1] == 1000);
+    double w;
+    assert_int_equal(cl_weight_set_get(&res.config->weights, "owner_id_win_rate", &w), CL_OK);
+    assert_true(w > 0.05); /* the owner effect is real */
+    cl_refit_result_free(&res);
+    cl_training_rows_free(&rows);
+    free(champ);
+}
+
 /* ---- the A/B trial ---------------------------------------------------------------- */
 
 /* n opportunities closing over `days`; the champion's score is noise + signal s_a,
@@ -841,6 +912,7 @@ int main(void)
         cmocka_unit_test(test_point_in_time_rates_do_not_leak),
         cmocka_unit_test(test_discovery_finds_owner_not_account),
         cmocka_unit_test(test_shuffled_labels_adopt_nothing),
+        cmocka_unit_test(test_refit_from_learned_champion),
         cmocka_unit_test(test_trial_decisions),
         cmocka_unit_test(test_weights_state_and_transitions),
     };

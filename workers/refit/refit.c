@@ -558,6 +558,17 @@ int cl_refit_run(const cl_training_rows *rows, const cl_weight_config *champion,
                          ? CL_ENOTFOUND
                          : cl_factor_percentile(rows, src, cd->name, use, cd->descending ? -1 : 1,
                                                 0, c->owned, &c->def, err, errlen);
+                if (rc == CL_ENOTFOUND && src != SIZE_MAX) {
+                    /* Too few values to re-estimate the breakpoints: keep the champion's
+                     * (a percentile uses no labels, so the frozen table leaks nothing). */
+                    c->def = *cd;
+                    for (size_t r = 0; r < m; r++) {
+                        double x = rows->num[src][r];
+                        c->owned[r] = cl_numeric_percentile_value(
+                            cd, (cl_opt_double){isfinite(x), isfinite(x) ? x : 0});
+                    }
+                    rc = CL_OK;
+                }
             }
         }
         if (rc != CL_OK) {
