@@ -338,7 +338,9 @@ static int is_script_variable(const char *name)
     static const char *const vars[] = {
         "CLOSEDLOOP_KAFKA_PORT",  "CLOSEDLOOP_KAFKA_CONTROLLER_PORT", "CLOSEDLOOP_KAFKA_DIR",
         "CLOSEDLOOP_KAFKA_CACHE", "CLOSEDLOOP_KAFKA_HEAP",            "CLOSEDLOOP_KAFKA_START_TIMEOUT",
-        "CLOSEDLOOP_KAFKA_STOP_TIMEOUT",
+        "CLOSEDLOOP_KAFKA_STOP_TIMEOUT", "CLOSEDLOOP_KAFKA_SASL_SSL_PORT",
+        "CLOSEDLOOP_KAFKA_SSL_KEYSTORE", "CLOSEDLOOP_KAFKA_SSL_KEYSTORE_PASSWORD_FILE",
+        "CLOSEDLOOP_KAFKA_SSL_CA", "CLOSEDLOOP_KAFKA_SCRAM_USER", "CLOSEDLOOP_KAFKA_SCRAM_PASSWORD_FILE",
     };
     for (size_t i = 0; i < sizeof vars / sizeof *vars; i++)
         if (strcmp(name, vars[i]) == 0) return 1;

@@ -22,7 +22,8 @@
  * An unknown CLOSEDLOOP_* environment variable only produces a warning, because the
  * environment is shared with other tools; the variables of deploy/kafka's scripts
  * (CLOSEDLOOP_KAFKA_PORT, _CONTROLLER_PORT, _DIR, _CACHE, _HEAP, _START_TIMEOUT,
- * _STOP_TIMEOUT) are skipped silently.
+ * _STOP_TIMEOUT, _SASL_SSL_PORT, _SSL_KEYSTORE, _SSL_KEYSTORE_PASSWORD_FILE, _SSL_CA,
+ * _SCRAM_USER, _SCRAM_PASSWORD_FILE) are skipped silently.
  *
  * Options flagged CL_OPT_SECRET are registered with the log module's redaction and are
  * shown as "[redacted]" by --print-config. --help is generated from the tables.

@@ -184,17 +184,24 @@ class Loop:
         self.sf_key = key
 
     def sf_upsert(self, records):
+        """Releases changes to Salesforce. They are stamped with the current time (the
+        replay happens now), and the driver waits until the next whole second so that
+        the next pull, whose window ends at its start time, includes them."""
         for i in range(0, len(records), 2000):
-            body = json.dumps({"records": records[i:i + 2000]}).encode()
+            body = json.dumps({"records": records[i:i + 2000], "restamp": True}).encode()
             req = urllib.request.Request(self.sf_url + "/__fake/upsert", data=body, method="POST",
                                          headers={"Content-Type": "application/json"})
             with urllib.request.urlopen(req, timeout=60) as r:
                 r.read()
+        if records:
+            now = time.time()
+            time.sleep(1.0 - (now - int(now)) + 0.01)
 
     def outcomes_args(self):
         return ["--salesforce.auth=jwt", "--salesforce.login.url=" + self.sf_url,
                 "--salesforce.client.id=3MVG9test.client.id",
                 "--salesforce.username=integration@example.com",
+                "--salesforce.jwt.audience=https://login.salesforce.com",
                 "--salesforce.private.key.file=" + self.sf_key,
                 "--outcomes.start=2000-01-01T00:00:00Z", "--once"]
 

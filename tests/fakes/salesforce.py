@@ -7,7 +7,8 @@ records from a JSON Lines file (Salesforce API field names, e.g. what closedloop
 writes) and lets a test change them and inject faults over a small control API that
 real Salesforce does not have (/__fake/...):
 
-  POST /__fake/upsert   {"records": [...]}     add or replace records (by Id)
+  POST /__fake/upsert   {"records": [...]}     add or replace records (by Id); with
+                        "restamp": true, SystemModstamp becomes the time of the call
   POST /__fake/faults   {...}                  set faults (see FAULTS below)
   GET  /__fake/stats                           calls, tokens issued, auth flows seen
   POST /__fake/reset                           clear faults and counters
@@ -164,6 +165,7 @@ class Org:
         self.args = args
         self.lock = threading.Lock()
         self.records = {}
+        self.last_stamp = 0
         self.faults = dict(FAULTS)
         self.tokens = set()
         self.cursors = {}     # locator -> list of rows
@@ -291,6 +293,13 @@ class Handler(BaseHTTPRequestHandler):
         with org.lock:
             if path == "/__fake/upsert":
                 for r in body.get("records", []):
+                    if body.get("restamp"):
+                        # A replayed history happens now: the change gets the current
+                        # time as its SystemModstamp, as Salesforce would stamp it
+                        # (strictly increasing, so versions of one record stay ordered).
+                        now = max(int(time.time() * 1000), org.last_stamp + 1)
+                        org.last_stamp = now
+                        r = dict(r, SystemModstamp=now, LastModifiedDate=now)
                     org.upsert(r)
             elif path == "/__fake/faults":
                 for k, v in body.items():
