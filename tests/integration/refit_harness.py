@@ -151,9 +151,9 @@ def produce(prefix, records):
     assert p.flush(60) == 0, "labeled records not acknowledged by the broker"
 
 
-def produce_raw(prefix, key, value):
+def produce_raw(prefix, key, value, topic="labeled"):
     p = Producer({"bootstrap.servers": BROKER, "partitioner": "murmur2_random"})
-    p.produce(prefix + "labeled", key=key, value=value)
+    p.produce(prefix + topic, key=key, value=value)
     assert p.flush(30) == 0, "record not acknowledged by the broker"
 
 

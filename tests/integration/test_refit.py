@@ -15,8 +15,10 @@ Records are written with fastavro in single-object encoding (an independent
 implementation), and the weights topic is read back with fastavro.
 """
 import json
+import time
 
-from refit_harness import (MODEL, NAMES, SEED, TRUTH, Refit, cli, distance, draw, env,  # noqa: F401
+from refit_harness import (DAY_MS, MODEL, NAMES, SEED, TRUTH, WEIGHTS, WEIGHTS_FP, Refit, cli,  # noqa: F401
+                           distance, draw, encode, env,
                            has, metric, produce, produce_raw, random, read_topic,
                            read_weights)
 
@@ -105,5 +107,36 @@ def test_champion_already_right_is_rejected(env):
     assert key == MODEL + "/challenger"
     assert "did not beat champion v1" in rej["reason"] and "AUC" in rej["reason"]
     assert not any(r["status"] == "CHALLENGER" for _, r in recs)
+    assert not any(r["status"] == "CHAMPION" and r["version"] == 2 for _, r in recs)
+    w.stop()
+
+
+def test_trial_expires_without_shadow_scores(env):
+    """A challenger published 100 days ago whose trial never gets paired outcomes (the
+    snapshots carry no shadow scores of it) is rejected once refit.max.trial.days of wall
+    clock have passed, instead of blocking every refit forever."""
+    prefix, state, tmp = env
+    now = int(time.time() * 1000)
+    challenger = {
+        "model": MODEL, "version": 2, "parent_version": 1, "status": "CHALLENGER",
+        "created_at": now - 100 * DAY_MS, "weights": dict(zip(NAMES, TRUTH)),
+        "stage_weights": [], "calibration": {"intercept": -6.0, "slope": 0.12},
+        "bands": {"high": 70.0, "medium": 40.0}, "components": [], "training": None,
+        "validation": [], "comparison": None, "reason": "published by the test",
+    }
+    produce_raw(prefix, (MODEL + "/challenger").encode(),
+                encode(WEIGHTS, WEIGHTS_FP, challenger), topic="weights")
+    rng = random.Random(5)
+    produce(prefix, draw(rng, TRUTH, -6.0, 0.12, 0, 200, 20000, 100, 1))
+    w = Refit(prefix, state, tmp / "refit.log", "--refit.min.new.outcomes", "200")
+    w.port()
+    recs = read_weights(prefix, has("REJECTED", 2), 120, w)
+    (key, rej), = [(k, r) for k, r in recs if r["status"] == "REJECTED"]
+    assert key == MODEL + "/challenger"
+    assert "trial expired after 100 days" in rej["reason"], rej["reason"]
+    assert "0 paired outcomes" in rej["reason"]
+    # The seed was published as CHAMPION v1 (the topic had no champion) below the live
+    # challenger, which it must not end; nothing was promoted.
+    assert [r["version"] for _, r in recs if r["status"] == "CHAMPION"] == [1]
     assert not any(r["status"] == "CHAMPION" and r["version"] == 2 for _, r in recs)
     w.stop()

@@ -361,7 +361,12 @@ static int ensure_champion(cl_refit_worker *w, char *err, size_t errlen)
     if (!seed) return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
     *seed = *w->seed;
     seed->created_at = cl_now_ms();
-    if (w->state.max_version >= seed->version) seed->version = w->state.max_version + 1;
+    /* v1 unless a record already uses it: a seed above a live challenger's version would
+     * end that challenger without a verdict. */
+    const cl_weight_config *known[3] = {w->state.challenger, w->state.last, w->state.retired};
+    for (int i = 0; i < 3; i++)
+        if (known[i] && known[i]->version == seed->version)
+            seed->version = w->state.max_version + 1;
     snprintf(seed->reason, sizeof seed->reason,
              "seed model (SPEC section 3): the weights topic had no champion for %s", w->model);
     int rc = publish(w, &seed, 1, err, errlen);
@@ -524,6 +529,19 @@ static int run_trial(cl_refit_worker *w, const cl_training_rows *rows, char *err
     cl_trial_result tr;
     int rc = cl_refit_evaluate_trial(rows, &w->opts, &tr, err, errlen);
     if (rc != CL_OK) return rc;
+    int64_t age_days = (cl_now_ms() - w->state.challenger->created_at) / 86400000LL;
+    if (tr.decision == CL_TRIAL_WAIT && age_days >= w->opts.max_trial_days) {
+        /* The trial measures time on close dates, which only advance with paired outcomes;
+         * without them (no shadow scores: is the snapshot worker following the weights
+         * topic?) it would block every refit forever. Wall-clock age ends it too. */
+        tr.decision = CL_TRIAL_REJECT;
+        char why[CL_REASON_MAX + 1];
+        snprintf(why, sizeof why,
+                 "trial expired after %" PRId64 " days (refit.max.trial.days=%d) without a "
+                 "verdict; check that snapshots carry shadow scores of v%" PRId64 ": %.700s",
+                 age_days, (int)w->opts.max_trial_days, w->state.challenger->version, tr.reason);
+        cl_strlcpy(tr.reason, why, sizeof tr.reason);
+    }
     cl_prom_counter_add(w->m.trials, (const char *[]){cl_trial_decision_name(tr.decision)}, 1);
     cl_log(CL_LOG_INFO, "trial_evaluated",
            "model=%s challenger=%" PRId64 " decision=%s paired=%zu reason=\"%s\"", w->model,
