@@ -23,6 +23,7 @@
 
 #define MAXP (CL_FIT_MAX_COMPONENTS + 1)
 #define MAXC (3 * CL_FIT_MAX_COMPONENTS)
+#define MAX_ETA_STEP 10.0
 
 void cl_fit_options_default(cl_fit_options *o)
 {
@@ -60,6 +61,7 @@ typedef struct {
     /* Newton-step scratch (kept off the stack: ~240 kB at 64 components). */
     double Q[MAXP][MAXP], L[MAXP][MAXP], P[MAXP][MAXP], Z[MAXP][MAXP];
     double HZ[MAXP][MAXP], Hr[MAXP][MAXP], A[MAXP][MAXP];
+    double nnls_M[MAXC][MAXC + 1];
 } problem;
 
 static double sigmoid(double t)
@@ -283,8 +285,11 @@ static int newton_step(problem *pb, const double *g, double H[MAXP][MAXP], const
     }
     if (!isfinite(maxdiag))
         return -1;
+    /* With every example saturated, H underflows to 0: the scaling is then the
+     * identity and the ridge turns the step into plain projected gradient descent,
+     * whose length the caller's trust region on η sets. */
     for (size_t a = 0; a < m; a++)
-        scale[a] = 1.0 / sqrt(fmax(Hr[a][a], 1e-14 * fmax(maxdiag, DBL_MIN)));
+        scale[a] = maxdiag > 0 ? 1.0 / sqrt(fmax(Hr[a][a], 1e-14 * maxdiag)) : 1.0;
     double ridge = 0;
     int factored = m == 0;
     for (int attempt = 0; attempt < 16 && !factored; attempt++) {
@@ -418,6 +423,18 @@ static size_t bound_row(const problem *pb, size_t j)
     return pb->ncons;
 }
 
+/* For a plain bound row (one non-zero coefficient), the index in θ it pins; else p. */
+static size_t plain_bound_component(const problem *pb, size_t c)
+{
+    size_t nonzero = 0, at = pb->p;
+    for (size_t j = 1; j < pb->p; j++)
+        if (pb->cons[c][j] != 0) {
+            nonzero++;
+            at = j;
+        }
+    return nonzero == 1 ? at : pb->p;
+}
+
 /* KKT check at θ given the step's multipliers: stationarity |g + A_Wᵀμ| <= stat_tol,
  * dual feasibility μ >= −mu_tol, primal feasibility c·θ <= feas_tol for every row and
  * complementary slackness |c·θ| <= feas_tol for the working rows (the only ones with
@@ -435,6 +452,187 @@ static int kkt_holds(const problem *pb, const double *theta, const newton *nt,
         if (dot(pb->cons[c], theta, pb->p) > feas_tol)
             return 0;
     return 1;
+}
+
+
+/* --- the vertex β = 0 ------------------------------------------------------------ */
+
+/* Least squares over the passive rows P: min |Σ z_a·row_a − t| (β parts), by the
+ * normal equations with partial pivoting (Lawson–Hanson keeps P linearly
+ * independent; a zero pivot yields a zero coefficient). */
+static void passive_solve(problem *pb, const size_t *P, size_t np, const double *t, double *z)
+{
+    size_t k = pb->k;
+    double (*M)[MAXC + 1] = pb->nnls_M;
+    for (size_t a = 0; a < np; a++) {
+        for (size_t b = 0; b < np; b++)
+            M[a][b] = dot(pb->cons[P[a]] + 1, pb->cons[P[b]] + 1, k);
+        M[a][np] = dot(pb->cons[P[a]] + 1, t, k);
+    }
+    for (size_t c = 0; c < np; c++) {
+        size_t piv = c;
+        for (size_t i = c + 1; i < np; i++)
+            if (fabs(M[i][c]) > fabs(M[piv][c]))
+                piv = i;
+        for (size_t j = 0; j <= np; j++) {
+            double tmp = M[c][j];
+            M[c][j] = M[piv][j];
+            M[piv][j] = tmp;
+        }
+        for (size_t i = c + 1; i < np; i++) {
+            double f = M[c][c] != 0 ? M[i][c] / M[c][c] : 0.0;
+            for (size_t j = c; j <= np; j++)
+                M[i][j] -= f * M[c][j];
+        }
+    }
+    for (size_t c = np; c-- > 0;) {
+        double s = M[c][np];
+        for (size_t j = c + 1; j < np; j++)
+            s -= M[c][j] * z[j];
+        z[c] = M[c][c] != 0 ? s / M[c][c] : 0.0;
+    }
+}
+
+/* Projection of t onto the polar side of the feasible cone: μ >= 0 minimizing
+ * |Σ μ_c·row_c − t| over every constraint row (Lawson & Hanson 1974; exact in finitely
+ * many steps). u = t − Σ μ_c·row_c is then the projection of t onto the cone
+ * {β : row·β <= 0 for all rows} (Moreau). */
+static void cone_project(problem *pb, const double *t, double *u)
+{
+    size_t k = pb->k, m = pb->ncons;
+    double mu[MAXC] = {0}, z[MAXC], zp[MAXC];
+    int passive[MAXC] = {0};
+    double eps = 1e-13 * (1.0 + sqrt(dot(t, t, k)));
+    for (int outer = 0; outer < 1000; outer++) {
+        for (size_t j = 0; j < k; j++) {
+            u[j] = t[j];
+            for (size_t c = 0; c < m; c++)
+                u[j] -= mu[c] * pb->cons[c][1 + j];
+        }
+        size_t best = m;
+        double best_w = eps;
+        for (size_t c = 0; c < m; c++) {
+            double w = dot(pb->cons[c] + 1, u, k);
+            if (!passive[c] && w > best_w) {
+                best_w = w;
+                best = c;
+            }
+        }
+        if (best == m)
+            break;
+        passive[best] = 1;
+        for (int inner = 0; inner < 1000; inner++) {
+            size_t P[MAXC], np = 0;
+            for (size_t c = 0; c < m; c++)
+                if (passive[c])
+                    P[np++] = c;
+            passive_solve(pb, P, np, t, zp);
+            memset(z, 0, m * sizeof *z);
+            int all_positive = 1;
+            for (size_t a = 0; a < np; a++) {
+                z[P[a]] = zp[a];
+                all_positive &= zp[a] > 0;
+            }
+            if (all_positive) {
+                memcpy(mu, z, m * sizeof *mu);
+                break;
+            }
+            double alpha = 1.0;
+            for (size_t a = 0; a < np; a++)
+                if (zp[a] <= 0)
+                    alpha = fmin(alpha, mu[P[a]] / (mu[P[a]] - zp[a]));
+            for (size_t c = 0; c < m; c++) {
+                mu[c] += alpha * (z[c] - mu[c]);
+                if (passive[c] && mu[c] <= 1e-15 * (1.0 + fabs(mu[c]))) {
+                    mu[c] = 0;
+                    passive[c] = 0;
+                }
+            }
+        }
+    }
+    for (size_t j = 0; j < k; j++) {
+        u[j] = t[j];
+        for (size_t c = 0; c < m; c++)
+            u[j] -= mu[c] * pb->cons[c][1 + j];
+    }
+}
+
+/* The vertex β = 0 (numerically: Σβ·max|x| <= 1e-12), where the fit collapses when no
+ * component ranks winners higher. There every constraint row is active at once (they
+ * are homogeneous), 2k rows in k dimensions, so no working set of independent rows
+ * describes the vertex and an active-set method cycles between sign-flipping
+ * multipliers. The vertex is decided on all rows together instead: with the intercept
+ * at its optimum for β = 0 (the weighted log-odds), β = 0 is optimal iff −∇_βF lies
+ * in the cone spanned by the rows, i.e. its projection u onto the feasible cone is 0.
+ * Otherwise u is a feasible descent direction (g·u = −|u|²): a projected-gradient step
+ * along it leaves the vertex, and the rows active along u form the new working set.
+ * Returns 1 when β = 0 is optimal, 0 after a step, -1 when no step decreases F. */
+static int vertex_step(problem *pb, double *theta, double *f, double *g, double H[MAXP][MAXP],
+                       double win_rate, double xscale, double stationarity_tol, size_t *work,
+                       size_t *nwork)
+{
+    size_t k = pb->k, n = pb->n;
+    for (size_t j = 0; j < k; j++)
+        theta[1 + j] = 0;
+    theta[0] = log(win_rate / (1.0 - win_rate));
+    *f = objective(pb, theta);
+    gradient_hessian(pb, theta, g, H);
+    double t[MAXP], u[MAXP];
+    for (size_t j = 0; j < k; j++)
+        t[j] = -g[1 + j];
+    cone_project(pb, t, u);
+    double unorm = 0, uu = dot(u, u, k);
+    for (size_t j = 0; j < k; j++)
+        unorm = fmax(unorm, fabs(u[j]));
+    if (unorm <= stationarity_tol) {
+        *nwork = 0; /* β = 0 with every row active: nothing left to release */
+        return 1;
+    }
+    for (size_t c = 0; c < pb->ncons; c++)
+        if (dot(pb->cons[c] + 1, u, k) > 1e-9 * unorm * sqrt(dot(pb->cons[c], pb->cons[c], pb->p)))
+            return -1; /* the projection failed to land in the cone */
+    /* Step length: the quadratic model's minimizer along u, then no example's η may
+     * move by more than MAX_ETA_STEP, then Armijo backtracking. */
+    double uHu = 0;
+    for (size_t a = 0; a < k; a++)
+        for (size_t b = 0; b < k; b++)
+            uHu += u[a] * H[1 + a][1 + b] * u[b];
+    double largest = 0;
+    for (size_t i = 0; i < n; i++) {
+        double de = 0;
+        for (size_t j = 0; j < k; j++)
+            de += u[j] * pb->x[j * n + i];
+        if (!pb->v || pb->v[i] > 0)
+            largest = fmax(largest, fabs(de));
+    }
+    double alpha = uHu > 0 ? uu / uHu : 1.0 / xscale;
+    if (largest > 0)
+        alpha = fmin(alpha, MAX_ETA_STEP / largest);
+    double trial[MAXP];
+    memcpy(trial, theta, pb->p * sizeof *trial);
+    for (int ls = 0; ls < 60; ls++, alpha *= 0.5) {
+        for (size_t j = 0; j < k; j++)
+            trial[1 + j] = alpha * u[j];
+        double fn = objective(pb, trial);
+        if (isfinite(fn) && fn <= *f - 1e-4 * alpha * uu) {
+            memcpy(theta, trial, pb->p * sizeof *theta);
+            *f = fn;
+            double bnorm = sqrt(dot(theta + 1, theta + 1, k));
+            *nwork = 0;
+            for (size_t c = 0; c < pb->ncons; c++) {
+                double cn = sqrt(dot(pb->cons[c], pb->cons[c], pb->p));
+                if (dot(pb->cons[c], theta, pb->p) >= -1e-12 * cn * bnorm)
+                    work_add(c, work, nwork);
+            }
+            for (size_t j = 0; j < k; j++)
+                if (theta[1 + j] < 0)
+                    theta[1 + j] = 0; /* the projection is feasible up to rounding */
+            *f = objective(pb, theta);
+            return 0;
+        }
+    }
+    *f = objective(pb, theta);
+    return -1;
 }
 
 static int check_data(const cl_fit_data *d, char *err, size_t errlen)
@@ -637,12 +835,32 @@ int cl_fit(const cl_fit_data *d, const cl_fit_options *opts, cl_fit_result *r, c
     /* KKT tolerances. The gradient is a sum of Σv terms of size up to max|x|, so its
      * rounding floor is ~1e-16·Σv·max|x|; stationarity is demanded to 1e-9 of that
      * scale, multipliers (same units) to 1e-10, and constraints (rows of O(1)
-     * coefficients in β) to 1e-9 of Σ|β|. */
+     * coefficients in β) to 1e-9 of Σ|β| (floored at 1e-15/max|x|). */
     double gradient_scale = (1.0 + total) * xscale;
     double stationarity_tol = 1e-9 * gradient_scale;
     double multiplier_floor = 1e-10 * gradient_scale;
     int converged = 0, iter;
     for (iter = 0; iter < max_iterations; iter++) {
+        if (o.mode == CL_FIT_SIMPLEX) {
+            double bs = 0;
+            for (size_t j = 0; j < k; j++)
+                bs += fabs(theta[1 + j]);
+            if (bs * xscale <= 1e-12) {
+                int vr = vertex_step(pb, theta, &f, g, H, won_weight / total, xscale,
+                                     stationarity_tol, work, &nwork);
+                if (vr == 1) {
+                    r->kkt_residual = fabs(g[0]) / gradient_scale;
+                    converged = 1;
+                    break;
+                }
+                if (vr < 0) {
+                    rc = cl_seterr(err, errlen, CL_ERR,
+                                   "fit: no descent from β = 0 at iteration %d", iter);
+                    goto done;
+                }
+                continue;
+            }
+        }
         gradient_hessian(pb, theta, g, H);
         if (newton_step(pb, g, H, work, nwork, &nt) != 0) {
             rc = cl_seterr(err, errlen, CL_ERR,
@@ -669,7 +887,9 @@ int cl_fit(const cl_fit_data *d, const cl_fit_options *opts, cl_fit_result *r, c
         double beta_sum = 0;
         for (size_t j = 0; j < k; j++)
             beta_sum += fabs(theta[1 + j]);
-        double feasibility_tol = 1e-9 * beta_sum;
+        /* Relative to Σ|β|, with a floor on β's natural scale (logit per unit of x, so
+         * 1/max|x|) for when β collapses toward 0 (no positive association). */
+        double feasibility_tol = 1e-9 * (beta_sum + 1e-6 / xscale);
         /* The active constraint that most wants to let go (most negative multiplier). */
         size_t worst = nwork;
         double worst_mu = -multiplier_floor;
@@ -678,23 +898,55 @@ int cl_fit(const cl_fit_data *d, const cl_fit_options *opts, cl_fit_result *r, c
                 worst_mu = nt.mu[w];
                 worst = w;
             }
-        if (decrement <= decrement_floor) {
-            /* Stationary on this face: optimal if no active constraint wants to let go
-             * and the KKT conditions hold; otherwise release that constraint. If only
-             * stationarity is short (a ridge-damped step), the step is still taken. */
+        /* Stationary on this face: the decrement is at the floor, or — where it stalls
+         * above the floor because no finite optimum exists (λ = 0 and data separable
+         * along a feasible direction: F keeps creeping down as β runs off to
+         * infinity) — it is in the rounding regime and the face's gradient is within
+         * 1e-12 of its scale, as optimal as double precision can tell (where a
+         * gradient-tolerance solver such as lbfgs stops too). Then θ is optimal if no
+         * active constraint wants to let go and the KKT conditions hold; otherwise
+         * the constraint with the most negative multiplier is released. If only
+         * stationarity is short (a ridge-damped step), the step is still taken. */
+        double face_tol = decrement <= decrement_floor ? stationarity_tol : 1e-3 * stationarity_tol;
+        if (decrement <= decrement_floor ||
+            (decrement < 1e-8 * (1.0 + total) && nt.stationarity <= face_tol)) {
             if (worst < nwork) {
                 work[worst] = work[--nwork];
                 continue;
             }
-            if (kkt_holds(pb, theta, &nt, work, nwork, stationarity_tol, multiplier_floor,
+            if (kkt_holds(pb, theta, &nt, work, nwork, face_tol, multiplier_floor,
                           feasibility_tol)) {
                 r->kkt_residual = nt.stationarity / gradient_scale;
                 converged = 1;
                 break;
             }
         }
-        /* Longest feasible step along `step` (ratio test over constraints not in W). */
+        /* Longest step along `step`: no example's linear index may move by more than
+         * MAX_ETA_STEP + max|η| (a trust region on η: where examples sit saturated on
+         * the wrong side — e.g. a start at a huge champion slope on separable data — the
+         * curvature is ~0 and the raw step astronomically long; growing with |η| lets
+         * the iterate still reach a far optimum, such as a calibration slope on
+         * separable data, geometrically). Near the optimum it never binds, so
+         * convergence stays quadratic. Then the ratio test over rows not in W. */
         double alpha_max = 1.0;
+        {
+            double *deta = pb->hx; /* free scratch between Hessians */
+            for (size_t i = 0; i < n; i++)
+                deta[i] = step[0];
+            for (size_t j = 0; j < k; j++)
+                if (step[1 + j] != 0)
+                    for (size_t i = 0; i < n; i++)
+                        deta[i] += step[1 + j] * d->x[j * n + i];
+            double largest = 0, spread = 0; /* pb->eta holds η(θ) here */
+            for (size_t i = 0; i < n; i++)
+                if (!d->weight || d->weight[i] > 0) {
+                    largest = fmax(largest, fabs(deta[i]));
+                    spread = fmax(spread, fabs(pb->eta[i]));
+                }
+            double radius = MAX_ETA_STEP + spread;
+            if (largest > radius)
+                alpha_max = radius / largest;
+        }
         size_t blocking = pb->ncons;
         /* Constraints never involve the intercept, so "parallel" is judged on β alone
          * (the intercept's step is on another scale and would mask it). */
@@ -716,12 +968,23 @@ int cl_fit(const cl_fit_data *d, const cl_fit_options *opts, cl_fit_result *r, c
                 blocking = c;
             }
         }
+        /* A blocking row so close that the whole step to it promises a decrease below
+         * the rounding noise of F: F cannot tell that step from noise, so Armijo would
+         * shorten it forever without reaching the row. The step to the row is taken
+         * as it is (it keeps every working row satisfied and lands on the blocker). */
+        double noise = 1e-13 * (1.0 + fabs(f));
+        int to_blocker = blocking < pb->ncons && alpha_max * decrement <= noise;
         /* Backtracking (Armijo). Near the optimum the decrease is at the level of the
          * rounding noise in f, so a step that keeps f within that noise is taken. */
         double alpha = alpha_max, f_new = f;
         int accepted = 0;
-        double noise = 1e-13 * (1.0 + fabs(f));
-        for (int ls = 0; ls < 60; ls++) {
+        if (to_blocker) {
+            for (size_t j = 0; j < pb->p; j++)
+                trial[j] = theta[j] + alpha * step[j];
+            f_new = objective(pb, trial);
+            accepted = isfinite(f_new);
+        }
+        for (int ls = 0; ls < 60 && !accepted; ls++) {
             for (size_t j = 0; j < pb->p; j++)
                 trial[j] = theta[j] + alpha * step[j];
             f_new = objective(pb, trial);
@@ -738,6 +1001,7 @@ int cl_fit(const cl_fit_data *d, const cl_fit_options *opts, cl_fit_result *r, c
             if (decrement < 1e-8 * (1.0 + total)) {
                 if (worst < nwork) {
                     work[worst] = work[--nwork];
+                    f = objective(pb, theta); /* η back at θ (the trials moved it) */
                     continue;
                 }
                 if (kkt_holds(pb, theta, &nt, work, nwork, stationarity_tol, multiplier_floor,
@@ -772,13 +1036,8 @@ int cl_fit(const cl_fit_data *d, const cl_fit_options *opts, cl_fit_result *r, c
             /* The clamp above may already have put this very row into W. */
             work_add(blocking, work, &nwork);
             /* Land exactly on a plain βⱼ >= 0 bound (the ratio test leaves ~1e-18). */
-            size_t nonzero = 0, at = 0;
-            for (size_t j = 1; j < pb->p; j++)
-                if (pb->cons[blocking][j] != 0) {
-                    nonzero++;
-                    at = j;
-                }
-            if (nonzero == 1 && theta[at] != 0) {
+            size_t at = plain_bound_component(pb, blocking);
+            if (at < pb->p && theta[at] != 0) {
                 theta[at] = 0;
                 f = objective(pb, theta);
             }
@@ -802,7 +1061,9 @@ int cl_fit(const cl_fit_data *d, const cl_fit_options *opts, cl_fit_result *r, c
         double b = 0;
         for (size_t j = 0; j < k; j++)
             b += theta[1 + j];
-        if (!(b > 1e-12 / xscale)) {
+        /* A slope whose whole effect over the components' range is below 1e-9 in
+         * log-odds is rounding noise around b = 0, and so would its weights be. */
+        if (!(b * xscale > 1e-9)) {
             rc = cl_seterr(err, errlen, CL_ECONFLICT,
                            "fit: no component is positively associated with winning on this "
                            "data (fitted slope %g); weights are undefined",
@@ -810,13 +1071,37 @@ int cl_fit(const cl_fit_data *d, const cl_fit_options *opts, cl_fit_result *r, c
             goto done;
         }
         r->slope = b;
-        double sum = 0;
+        /* w = β/b projected onto {Σw = 1, lower <= w <= upper}: wⱼ = clip(βⱼ/b + τ) with
+         * τ found by bisection (Σ is monotone in τ). The solver holds the constraints to
+         * 1e-9 relative, so τ only removes rounding, but unlike clip-then-renormalize
+         * it cannot push a clipped weight back out of its interval. A weight at an
+         * exact 0 bound stays exactly 0. */
+        double lo_tau = -1.0, hi_tau = 1.0, sum = 0;
+        for (int it = 0; it < 200; it++) {
+            double tau = 0.5 * (lo_tau + hi_tau);
+            sum = 0;
+            for (size_t j = 0; j < k; j++)
+                if (theta[1 + j] != 0 || lower[j] > 0)
+                    sum += fmin(fmax(theta[1 + j] / b + tau, lower[j]), upper[j]);
+            if (sum < 1.0)
+                lo_tau = tau;
+            else
+                hi_tau = tau;
+            if (!(hi_tau - lo_tau > 0x1p-60))
+                break;
+        }
+        double tau = 0.5 * (lo_tau + hi_tau);
+        sum = 0;
         for (size_t j = 0; j < k; j++) {
-            double w = fmin(fmax(theta[1 + j] / b, lower[j]), upper[j]);
+            double w = theta[1 + j] != 0 || lower[j] > 0
+                           ? fmin(fmax(theta[1 + j] / b + tau, lower[j]), upper[j])
+                           : 0.0;
             r->weights[j] = w;
             sum += w;
         }
         for (size_t j = 0; j < k; j++) {
+            /* Σ is 1 to ~k·1e-16 here; dividing keeps it so without moving any weight
+             * out of its interval by more than that. */
             r->weights[j] /= sum;
             double tol = 1e-9;
             r->at_bound[j] = r->weights[j] <= lower[j] + tol ? -1

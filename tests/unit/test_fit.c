@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -530,6 +531,472 @@ static void test_discovery_finds_real_factor_only(void **state)
     release(&s);
 }
 
+
+/* --- KKT optimality, checked independently of the solver ------------------------- */
+
+typedef struct {
+    size_t n, k;
+    const double *x;      /* column-major */
+    const uint8_t *won;
+    const double *weight; /* NULL = 1 */
+} problem_view;
+
+/* Constraint rows of the simplex problem in β (built here from the documented
+ * definition, not from the solver): βⱼ >= 0 or, when the cap's lower end is above 0,
+ * (w⁰ⱼ − cap)·Σβ − βⱼ <= 0; and βⱼ − (w⁰ⱼ + cap)·Σβ <= 0 when that end is below 1. */
+static size_t constraint_rows(size_t k, const double *prior, double cap,
+                              double rows[][CL_FIT_MAX_COMPONENTS])
+{
+    size_t m = 0;
+    for (size_t j = 0; j < k; j++) {
+        double lo = cap > 0 ? fmax(0.0, prior[j] - cap) : 0.0;
+        double hi = cap > 0 ? fmin(1.0, prior[j] + cap) : 1.0;
+        for (size_t l = 0; l < k; l++)
+            rows[m][l] = lo;
+        rows[m++][j] -= 1.0;
+        if (hi < 1.0) {
+            for (size_t l = 0; l < k; l++)
+                rows[m][l] = -hi;
+            rows[m++][j] += 1.0;
+        }
+    }
+    return m;
+}
+
+/* Least squares on the passive set: min |Σ_{c∈P} z_c·row_c − t| by the normal
+ * equations (Gaussian elimination with partial pivoting; P stays small and, as
+ * Lawson–Hanson builds it, linearly independent). */
+static void passive_solve(size_t k, const size_t *P, size_t np,
+                          double rows[][CL_FIT_MAX_COMPONENTS], const double *t, double *z)
+{
+    double M[3 * CL_FIT_MAX_COMPONENTS][3 * CL_FIT_MAX_COMPONENTS + 1];
+    for (size_t a = 0; a < np; a++) {
+        for (size_t b = 0; b < np; b++) {
+            double s = 0;
+            for (size_t j = 0; j < k; j++)
+                s += rows[P[a]][j] * rows[P[b]][j];
+            M[a][b] = s;
+        }
+        double s = 0;
+        for (size_t j = 0; j < k; j++)
+            s += rows[P[a]][j] * t[j];
+        M[a][np] = s;
+    }
+    for (size_t c = 0; c < np; c++) {
+        size_t piv = c;
+        for (size_t i = c + 1; i < np; i++)
+            if (fabs(M[i][c]) > fabs(M[piv][c]))
+                piv = i;
+        for (size_t j = 0; j <= np; j++) {
+            double tmp = M[c][j];
+            M[c][j] = M[piv][j];
+            M[piv][j] = tmp;
+        }
+        for (size_t i = c + 1; i < np; i++) {
+            double f = M[c][c] != 0 ? M[i][c] / M[c][c] : 0.0;
+            for (size_t j = c; j <= np; j++)
+                M[i][j] -= f * M[c][j];
+        }
+    }
+    for (size_t c = np; c-- > 0;) {
+        double s = M[c][np];
+        for (size_t j = c + 1; j < np; j++)
+            s -= M[c][j] * z[j];
+        z[c] = M[c][c] != 0 ? s / M[c][c] : 0.0;
+    }
+}
+
+/* Non-negative least squares (Lawson & Hanson 1974, exact in finitely many steps):
+ * μ >= 0 minimizing |Σ μ_c·row_c − t| over the rows listed in idx; res receives
+ * Σ μ_c·row_c − t. */
+static void nnls_residual(size_t k, size_t na, double rows[][CL_FIT_MAX_COMPONENTS],
+                          const size_t *idx, const double *t, double *res)
+{
+    double mu[3 * CL_FIT_MAX_COMPONENTS] = {0}, z[3 * CL_FIT_MAX_COMPONENTS];
+    int passive[3 * CL_FIT_MAX_COMPONENTS] = {0};
+    double tnorm = 0;
+    for (size_t j = 0; j < k; j++)
+        tnorm += t[j] * t[j];
+    double eps = 1e-13 * (1.0 + sqrt(tnorm));
+    for (int outer = 0; outer < 1000; outer++) {
+        /* residual r = t − Bμ and the dual w = Bᵀr */
+        double r[CL_FIT_MAX_COMPONENTS];
+        for (size_t j = 0; j < k; j++) {
+            r[j] = t[j];
+            for (size_t c = 0; c < na; c++)
+                r[j] -= mu[c] * rows[idx[c]][j];
+        }
+        size_t best = na;
+        double best_w = eps;
+        for (size_t c = 0; c < na; c++) {
+            if (passive[c])
+                continue;
+            double w = 0;
+            for (size_t j = 0; j < k; j++)
+                w += rows[idx[c]][j] * r[j];
+            if (w > best_w) {
+                best_w = w;
+                best = c;
+            }
+        }
+        if (best == na)
+            break;
+        passive[best] = 1;
+        for (int inner = 0; inner < 1000; inner++) {
+            size_t P[3 * CL_FIT_MAX_COMPONENTS], rowsP[3 * CL_FIT_MAX_COMPONENTS], np = 0;
+            for (size_t c = 0; c < na; c++)
+                if (passive[c]) {
+                    P[np] = c;
+                    rowsP[np++] = idx[c];
+                }
+            double zp[3 * CL_FIT_MAX_COMPONENTS];
+            passive_solve(k, rowsP, np, rows, t, zp);
+            memset(z, 0, sizeof z);
+            int all_positive = 1;
+            for (size_t a = 0; a < np; a++) {
+                z[P[a]] = zp[a];
+                all_positive &= zp[a] > 0;
+            }
+            if (all_positive) {
+                memcpy(mu, z, sizeof mu);
+                break;
+            }
+            double alpha = 1.0;
+            for (size_t a = 0; a < np; a++)
+                if (zp[a] <= 0)
+                    alpha = fmin(alpha, mu[P[a]] / (mu[P[a]] - zp[a]));
+            for (size_t c = 0; c < na; c++) {
+                mu[c] += alpha * (z[c] - mu[c]);
+                if (passive[c] && mu[c] <= 1e-15 * (1.0 + fabs(mu[c]))) {
+                    mu[c] = 0;
+                    passive[c] = 0;
+                }
+            }
+        }
+    }
+    for (size_t j = 0; j < k; j++) {
+        res[j] = -t[j];
+        for (size_t c = 0; c < na; c++)
+            res[j] += mu[c] * rows[idx[c]][j];
+    }
+}
+
+/* The KKT conditions at (a, β) for the simplex problem (or, with mode unconstrained,
+ * a zero gradient): ∂F/∂a = 0, every row feasible, and some μ >= 0 on the rows active
+ * at β with ∂F/∂β + Σ μ·row = 0 — found by exact non-negative least squares
+ * (Lawson–Hanson; a cap's two rows for one component are nearly antiparallel, which
+ * iterative NNLS would crawl on). Returns
+ * the largest residual relative to (1 + Σv)·max|x|, or +inf when infeasible. */
+static double kkt_violation(const problem_view *pv, cl_fit_mode mode, double a, const double *beta,
+                            double lambda, const double *anchor, const double *prior, double cap)
+{
+    size_t n = pv->n, k = pv->k;
+    double g[CL_FIT_MAX_COMPONENTS + 1] = {0}, total = 0, xmax = 1.0;
+    for (size_t i = 0; i < n; i++) {
+        double v = pv->weight ? pv->weight[i] : 1.0, eta = a;
+        total += v;
+        for (size_t j = 0; j < k; j++) {
+            eta += beta[j] * pv->x[j * n + i];
+            xmax = fmax(xmax, fabs(pv->x[j * n + i]));
+        }
+        double resid = v * (1.0 / (1.0 + exp(-eta)) - pv->won[i]);
+        g[0] += resid;
+        for (size_t j = 0; j < k; j++)
+            g[1 + j] += resid * pv->x[j * n + i];
+    }
+    for (size_t j = 0; j < k; j++)
+        g[1 + j] += lambda * (beta[j] - (anchor ? anchor[j] : 0.0));
+    double scale = (1.0 + total) * xmax;
+    double worst = fabs(g[0]) / scale;
+    if (mode == CL_FIT_UNCONSTRAINED) {
+        for (size_t j = 0; j < k; j++)
+            worst = fmax(worst, fabs(g[1 + j]) / scale);
+        return worst;
+    }
+    static double rows[3 * CL_FIT_MAX_COMPONENTS][CL_FIT_MAX_COMPONENTS];
+    size_t m = constraint_rows(k, prior, cap, rows), act[3 * CL_FIT_MAX_COMPONENTS], na = 0;
+    double bsum = 0;
+    for (size_t j = 0; j < k; j++)
+        bsum += fabs(beta[j]);
+    bsum += 1e-6 / xmax; /* β's natural scale is 1/max|x|: a floor for β near 0 */
+    for (size_t c = 0; c < m; c++) {
+        double cb = 0;
+        for (size_t j = 0; j < k; j++)
+            cb += rows[c][j] * beta[j];
+        if (cb > 1e-9 * bsum)
+            return INFINITY;
+        if (cb >= -1e-8 * bsum)
+            act[na++] = c;
+    }
+    double t[CL_FIT_MAX_COMPONENTS], res[CL_FIT_MAX_COMPONENTS];
+    for (size_t j = 0; j < k; j++)
+        t[j] = -g[1 + j];
+    nnls_residual(k, na, rows, act, t, res);
+    for (size_t j = 0; j < k; j++)
+        worst = fmax(worst, fabs(res[j]) / scale);
+    return worst;
+}
+
+static double result_kkt_violation(const problem_view *pv, const cl_fit_options *o,
+                                   const cl_fit_result *r)
+{
+    double anchor[CL_FIT_MAX_COMPONENTS] = {0}, zero_prior[CL_FIT_MAX_COMPONENTS] = {0};
+    if (o->mode == CL_FIT_SIMPLEX && o->prior_weights)
+        for (size_t j = 0; j < pv->k; j++)
+            anchor[j] = r->anchor_slope * o->prior_weights[j];
+    return kkt_violation(pv, o->mode, r->intercept, r->coef, o->l2, anchor,
+                         o->prior_weights ? o->prior_weights : zero_prior, o->max_change);
+}
+
+/* 26 closed deals from the replay of the lab's opportunities (speed_to_close,
+ * largest_deal, product_mix, upsell_instances, win_rate, recency; won), cut down from
+ * the 345 of the bug report to a minimal set that still failed. At λ = 345 the first
+ * steps drive β to bounds in a way that rounding left a β a hair below 0: the clamp put
+ * that bound into the working set and the ratio test then added the same row again,
+ * and the KKT matrix with a duplicated row is exactly singular — "Newton system
+ * singular (degenerate data)" on data that fits at λ = 34.5 and 3450. */
+static const double REPLAY_DEALS[26][7] = {
+    {50.0, 0.0, 0.0, 0.0, 50.0, 0.0, 0},
+    {50.0, 0.0, 0.0, 0.0, 50.0, 0.0, 0},
+    {50.0, 0.0, 0.0, 0.0, 50.0, 0.0, 0},
+    {50.0, 0.0, 0.0, 0.0, 50.0, 0.0, 0},
+    {50.0, 0.0, 0.0, 0.0, 50.0, 0.0, 0},
+    {50.0, 0.0, 0.0, 0.0, 50.0, 0.0, 0},
+    {50.0, 0.0, 0.0, 0.0, 50.0, 0.0, 1},
+    {50.0, 0.0, 0.0, 0.0, 45.16, 0.0, 1},
+    {50.0, 0.0, 0.0, 0.0, 45.16, 0.0, 0},
+    {50.0, 0.0, 0.0, 0.0, 45.16, 0.0, 0},
+    {50.0, 0.0, 0.0, 0.0, 45.16, 0.0, 0},
+    {50.0, 0.0, 0.0, 0.0, 45.16, 0.0, 0},
+    {50.0, 0.0, 0.0, 0.0, 45.16, 0.0, 0},
+    {50.0, 0.0, 0.0, 0.0, 45.16, 0.0, 0},
+    {10.2, 56.67, 25.0, 33.33, 29.88, 68.57, 1},
+    {79.25, 0.0, 0.0, 0.0, 24.13, 0.0, 1},
+    {50.0, 0.0, 0.0, 0.0, 33.79, 0.0, 0},
+    {50.0, 0.0, 0.0, 0.0, 33.79, 0.0, 0},
+    {69.3, 0.0, 0.0, 0.0, 28.16, 0.0, 0},
+    {25.93, 100.0, 25.0, 33.33, 44.82, 66.74, 0},
+    {50.0, 0.0, 0.0, 0.0, 33.79, 0.0, 1},
+    {81.76, 0.0, 0.0, 0.0, 27.78, 0.0, 0},
+    {50.0, 0.0, 0.0, 0.0, 33.33, 0.0, 0},
+    {30.85, 88.59, 50.0, 50.0, 45.83, 83.12, 0},
+    {67.11, 0.0, 0.0, 0.0, 18.52, 0.0, 0},
+    {50.0, 0.0, 0.0, 0.0, 33.33, 0.0, 0},
+};
+
+static void test_bound_reached_twice_is_not_singular(void **state)
+{
+    (void)state;
+    double x[6 * 26];
+    uint8_t won[26];
+    for (size_t i = 0; i < 26; i++) {
+        for (size_t j = 0; j < 6; j++)
+            x[j * 26 + i] = REPLAY_DEALS[i][j];
+        won[i] = (uint8_t)REPLAY_DEALS[i][6];
+    }
+    cl_fit_data d = {26, 6, x, won, NULL};
+    problem_view pv = {26, 6, x, won, NULL};
+    const double lambdas[] = {345, 34.5, 3450, 0, 26};
+    for (size_t t = 0; t < sizeof lambdas / sizeof *lambdas; t++) {
+        cl_fit_options o;
+        cl_fit_options_default(&o);
+        o.prior_weights = SEED_WEIGHTS;
+        o.l2 = lambdas[t];
+        cl_fit_result r;
+        char err[CL_ERRLEN] = "";
+        int rc = cl_fit(&d, &o, &r, err, sizeof err);
+        if (rc != CL_OK)
+            fail_msg("λ = %g: %s", lambdas[t], err);
+        double v = result_kkt_violation(&pv, &o, &r);
+        if (!(v <= 1e-7))
+            fail_msg("λ = %g: KKT violated by %g", lambdas[t], v);
+        assert_true(r.kkt_residual <= 1e-9);
+        double sum = 0;
+        for (size_t j = 0; j < 6; j++) {
+            assert_true(r.weights[j] >= 0);
+            sum += r.weights[j];
+        }
+        CLOSE(sum, 1.0, 1e-12);
+        /* On these deals recency ranks winners higher; at every λ below the strong
+         * anchor the bounds bind on the other five components, at exactly 0. */
+        if (lambdas[t] < 1000) {
+            CLOSE(r.weights[5], 1.0, 1e-12);
+            for (size_t j = 0; j < 5; j++)
+                assert_true(r.coef[j] == 0.0 && r.weights[j] == 0.0);
+        }
+    }
+}
+
+/* A design column of the stress test. */
+static void stress_column(double *col, size_t n, const double *cols, size_t j, int kind)
+{
+    for (size_t i = 0; i < n; i++) {
+        switch (kind) {
+        case 0: col[i] = 100.0 * uniform(); break;                         /* continuous */
+        case 1: col[i] = uniform() < 0.7 ? 0.0 : 25.0 * (double)(1 + (int)(4 * uniform())); break; /* sparse, tied */
+        case 2: col[i] = 50.0; break;                                        /* constant */
+        case 3: col[i] = 0.0; break;                                         /* all zero */
+        case 4: col[i] = j > 0 ? cols[(j - 1) * n + i] : 42.0; break;        /* duplicate */
+        case 5: col[i] = j > 0 ? 100.0 - cols[(j - 1) * n + i] : 7.0; break; /* affine in the previous */
+        default: col[i] = j > 0 ? 0.5 * cols[(j - 1) * n + i] : 1.0; break;  /* proportional */
+        }
+    }
+}
+
+static void test_randomized_fits_converge_or_fail_as_documented(void **state)
+{
+    (void)state;
+    enum { SEEDS = 1500, MAXN = 40, MAXK = 6 };
+    static double x[MAXN * MAXK], weight[MAXN];
+    static uint8_t won[MAXN];
+    size_t ok = 0, conflict = 0, one_class = 0, diverging = 0, capped = 0, with_zero_prior = 0, at_bound = 0;
+    for (uint64_t seed = 1; seed <= SEEDS; seed++) {
+        rng_state = seed * 0x2545f4914f6cdd1dull;
+        size_t n = 3 + (size_t)(uniform() * (MAXN - 2));
+        size_t k = 1 + (size_t)(uniform() * MAXK);
+        for (size_t j = 0; j < k; j++) {
+            double u = uniform();
+            int kind = u < 0.45 ? 0 : u < 0.7 ? 1 : u < 0.78 ? 2 : u < 0.83 ? 3 : u < 0.9 ? 4
+                                                                   : u < 0.95 ? 5 : 6;
+            stress_column(x + j * n, n, x, j, kind);
+        }
+        /* Labels from a random signed model on the columns, or pure noise. */
+        double coef[MAXK], a = -2.0 + 4.0 * uniform();
+        int noise = uniform() < 0.2;
+        for (size_t j = 0; j < k; j++)
+            coef[j] = (uniform() - 0.3) * 0.1;
+        for (size_t i = 0; i < n; i++) {
+            double eta = a;
+            for (size_t j = 0; j < k; j++)
+                eta += coef[j] * (x[j * n + i] - 50.0);
+            won[i] = uniform() < (noise ? 0.4 : 1.0 / (1.0 + exp(-eta)));
+        }
+        int weighted = uniform() < 0.3;
+        for (size_t i = 0; i < n; i++)
+            weight[i] = uniform() < 0.1 ? 0.0 : 0.2 + 2.0 * uniform();
+
+        cl_fit_options o;
+        cl_fit_options_default(&o);
+        o.mode = uniform() < 0.15 ? CL_FIT_UNCONSTRAINED : CL_FIT_SIMPLEX;
+        const double scales[] = {0.0, 1e-3, 0.1, 1.0, 10.0, 1000.0};
+        o.l2 = scales[(size_t)(uniform() * 6)] * (double)n;
+        if (o.mode == CL_FIT_UNCONSTRAINED && o.l2 == 0)
+            o.l2 = 1.0; /* without a penalty separable data has no unconstrained optimum */
+        double prior[MAXK];
+        if (o.mode == CL_FIT_SIMPLEX && uniform() < 0.8) {
+            double sum = 0;
+            for (size_t j = 0; j < k; j++) {
+                prior[j] = uniform() < 0.25 ? 0.0 : uniform();
+                sum += prior[j];
+            }
+            if (sum == 0) {
+                prior[0] = 1.0;
+                sum = 1.0;
+            }
+            int zero = 0;
+            for (size_t j = 0; j < k; j++) {
+                prior[j] /= sum;
+                zero |= prior[j] == 0;
+            }
+            with_zero_prior += (size_t)zero;
+            o.prior_weights = prior;
+            const double caps[] = {0.0, 0.0, 0.02, 0.05, 0.1, 0.3};
+            o.max_change = caps[(size_t)(uniform() * 6)];
+            capped += o.max_change > 0;
+        }
+        cl_fit_data d = {n, k, x, won, weighted ? weight : NULL};
+        problem_view pv = {n, k, x, won, weighted ? weight : NULL};
+        size_t nw = 0, nl = 0;
+        for (size_t i = 0; i < n; i++)
+            if (!weighted || weight[i] > 0)
+                *(won[i] ? &nw : &nl) += 1;
+
+        cl_fit_result r;
+        char err[CL_ERRLEN] = "";
+        int rc = cl_fit(&d, &o, &r, err, sizeof err);
+        if (nw == 0 || nl == 0) {
+            /* The one documented data error: a single class has no likelihood optimum. */
+            if (rc != CL_EINVAL || !strstr(err, "both won and lost"))
+                fail_msg("seed %llu: one class, got rc %d: %s", (unsigned long long)seed, rc, err);
+            one_class++;
+            continue;
+        }
+        if (rc == CL_ECONFLICT) {
+            /* Documented: no component ranks winners higher. Then the optimum must be
+             * β = 0, with the intercept at the weighted log-odds. */
+            assert_int_equal(o.mode, CL_FIT_SIMPLEX);
+            double ww = 0, wt = 0, zero[MAXK] = {0}, anchor[MAXK] = {0};
+            for (size_t i = 0; i < n; i++) {
+                double v = weighted ? weight[i] : 1.0;
+                wt += v;
+                ww += won[i] ? v : 0.0;
+            }
+            if (o.prior_weights)
+                for (size_t j = 0; j < k; j++)
+                    anchor[j] = r.anchor_slope * prior[j];
+            double v = kkt_violation(&pv, o.mode, log(ww / (wt - ww)), zero, o.l2, anchor,
+                                     o.prior_weights ? prior : zero, o.max_change);
+            if (!(v <= 1e-7))
+                fail_msg("seed %llu: CL_ECONFLICT but β = 0 is not optimal (KKT %g)",
+                         (unsigned long long)seed, v);
+            conflict++;
+            continue;
+        }
+        if (rc == CL_ERR && o.l2 == 0 && strstr(err, "no convergence")) {
+            /* Documented: with λ = 0 and data that a feasible score separates, F has no
+             * minimum (it keeps decreasing as β runs off to infinity). Shown here: a
+             * tiny ridge has an optimum, and it sits at extreme log-odds. */
+            cl_fit_options ridge = o;
+            ridge.l2 = 1e-6 * (double)n;
+            cl_fit_result rr;
+            char rerr[CL_ERRLEN] = "";
+            if (cl_fit(&d, &ridge, &rr, rerr, sizeof rerr) != CL_OK)
+                fail_msg("seed %llu: λ = 0 did not converge and a tiny ridge fails: %s",
+                         (unsigned long long)seed, rerr);
+            double extreme = fabs(rr.intercept);
+            for (size_t i = 0; i < n; i++) {
+                double eta = rr.intercept;
+                for (size_t j = 0; j < k; j++)
+                    eta += rr.coef[j] * x[j * n + i];
+                extreme = fmax(extreme, fabs(eta));
+            }
+            if (!(extreme > 50))
+                fail_msg("seed %llu: λ = 0 did not converge on non-separable data: %s",
+                         (unsigned long long)seed, err);
+            diverging++;
+            continue;
+        }
+        if (rc != CL_OK)
+            fail_msg("seed %llu (n %zu, k %zu, mode %d, λ %g, cap %g): rc %d: %s",
+                     (unsigned long long)seed, n, k, (int)o.mode, o.l2, o.max_change, rc, err);
+        double v = result_kkt_violation(&pv, &o, &r);
+        if (!(v <= 1e-7))
+            fail_msg("seed %llu (n %zu, k %zu, mode %d, λ %g, cap %g): KKT violated by %g",
+                     (unsigned long long)seed, n, k, (int)o.mode, o.l2, o.max_change, v);
+        assert_true(r.kkt_residual <= 1e-9);
+        if (o.mode == CL_FIT_SIMPLEX) {
+            double sum = 0;
+            for (size_t j = 0; j < k; j++) {
+                assert_true(r.weights[j] >= 0);
+                if (o.max_change > 0)
+                    assert_true(fabs(r.weights[j] - prior[j]) <= o.max_change + 1e-12);
+                sum += r.weights[j];
+                at_bound += r.at_bound[j] != 0;
+            }
+            CLOSE(sum, 1.0, 1e-12);
+        }
+        ok++;
+    }
+    /* The generator must actually reach the cases it is for. */
+    assert_true(ok > SEEDS / 2);
+    assert_true(diverging < SEEDS / 100);
+    assert_true(conflict > 0);
+    assert_true(one_class > 0);
+    assert_true(capped > SEEDS / 10);
+    assert_true(with_zero_prior > SEEDS / 10);
+    assert_true(at_bound > SEEDS / 4);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -547,6 +1014,8 @@ int main(void)
         cmocka_unit_test(test_planted_leak_is_not_learned),
         cmocka_unit_test(test_champion_cross_validation_uses_fixed_weights),
         cmocka_unit_test(test_discovery_finds_real_factor_only),
+        cmocka_unit_test(test_bound_reached_twice_is_not_singular),
+        cmocka_unit_test(test_randomized_fits_converge_or_fail_as_documented),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
