@@ -1563,20 +1563,15 @@ static void period_label(cl_backtest_period p, int32_t start, char *out, size_t 
 }
 
 /* Fits the first k columns of rows [0, n) (a prefix of the close-ordered examples).
- * A column constant over the training rows carries no information and makes the
- * Newton system singular next to the intercept, so it is left out with weight 0 (and
- * the prior renormalized over the rest). The solver in common/fit.c occasionally
- * reports a singular Newton system on data it fits at a neighbouring λ (reported to
- * its owner); until fixed, λ is retried at ×10, ×0.1, ×100 and the factor used is
- * shown in the table. A solver that still fails leaves the seed in place. */
-#define L2_LADDER 4
-static const double l2_ladder[L2_LADDER] = {1.0, 10.0, 0.1, 100.0};
-
+ * A column constant over the training rows carries no information about the outcome
+ * (it only shifts the intercept), so it is left out with weight 0 and the prior is
+ * renormalized over the rest. cl_fit is called once at the configured λ: a CL_ERR
+ * from it is a genuine non-convergence, recorded as such and logged. */
 static int fit_prefix(const examples *e, size_t n, size_t k, const double *prior,
                       const cl_backtest_options *o, double *scratch, double *weights,
                       cl_backtest_fit_state *state, double *l2_factor, char *err, size_t errlen)
 {
-    *l2_factor = 1.0;
+    *l2_factor = 1.0; /* λ is always used as set (field kept for replay.h) */
     size_t used[BT_COLUMNS], nu = 0;
     double sub_prior[BT_COLUMNS], prior_sum = 0;
     for (size_t j = 0; j < k; j++) {
@@ -1602,17 +1597,11 @@ static int fit_prefix(const examples *e, size_t n, size_t k, const double *prior
     fo.prior_weights = prior ? sub_prior : NULL;
     fo.max_change = prior ? o->max_change : 0.0;
     cl_fit_result r;
-    int rc = CL_ERR;
-    for (size_t t = 0; t < L2_LADDER && rc == CL_ERR; t++) {
-        fo.l2 = o->l2_per_example * (double)n * l2_ladder[t];
-        *l2_factor = l2_ladder[t];
-        rc = cl_fit(&d, &fo, &r, err, errlen);
-        if (rc == CL_ERR)
-            cl_log(CL_LOG_WARN, "backtest_fit_retry", "n=%zu k=%zu l2=%g error=\"%s\"", n, nu,
-                   fo.l2, err);
-    }
+    int rc = cl_fit(&d, &fo, &r, err, errlen);
     if (rc == CL_ECONFLICT) return CL_OK;
     if (rc == CL_ERR) {
+        cl_log(CL_LOG_WARN, "backtest_fit_failed", "n=%zu k=%zu l2=%g error=\"%s\"", n, nu, fo.l2,
+               err);
         *state = CL_BACKTEST_SOLVER_FAILED;
         return CL_OK;
     }
@@ -1660,20 +1649,14 @@ static double weighted_sum(const examples *e, size_t i, const double *w, size_t 
     return s;
 }
 
-static int cross_validate_ladder(const cl_fit_data *d, const examples *e, const cl_cv_options *cv,
-                                 cl_fit_options *fo, const double *fixed, cl_fold_metrics *mean,
-                                 double *factor, char *msg, size_t msglen)
+static int cross_validate_once(const cl_fit_data *d, const examples *e, const cl_cv_options *cv,
+                               const cl_fit_options *fo, const double *fixed,
+                               cl_fold_metrics *mean, double *factor, char *msg, size_t msglen)
 {
     cl_fold_metrics folds[CL_CV_MAX_FOLDS];
     size_t nf = 0;
-    double base = fo->l2;
-    int rc = CL_ERR;
-    for (size_t t = 0; t < L2_LADDER && rc == CL_ERR; t++) {
-        fo->l2 = base * l2_ladder[t];
-        *factor = l2_ladder[t];
-        rc = cl_fit_cross_validate(d, e->close_day, cv, fo, fixed, folds, &nf, msg, msglen);
-    }
-    fo->l2 = base;
+    *factor = 1.0; /* λ as set (field kept for replay.h) */
+    int rc = cl_fit_cross_validate(d, e->close_day, cv, fo, fixed, folds, &nf, msg, msglen);
     if (rc == CL_OK) *mean = cl_fit_cv_mean(folds, nf);
     return rc;
 }
@@ -1697,29 +1680,24 @@ static void whole_history_validation(const examples *e, const cl_backtest_option
     cl_fit_data all = six;
     all.k = BT_COLUMNS;
     char msg[CL_ERRLEN];
-    int rc = cross_validate_ladder(&six, e, &cv, &fo, cl_replay_seed_weights, &r->cv_seed,
+    int rc = cross_validate_once(&six, e, &cv, &fo, cl_replay_seed_weights, &r->cv_seed,
                                    &r->cv_l2_factor[0], msg, sizeof msg);
     if (rc == CL_OK)
-        rc = cross_validate_ladder(&six, e, &cv, &fo, NULL, &r->cv_learned, &r->cv_l2_factor[1],
+        rc = cross_validate_once(&six, e, &cv, &fo, NULL, &r->cv_learned, &r->cv_l2_factor[1],
                                    msg, sizeof msg);
     fo.prior_weights = NULL;
     fo.max_change = 0;
     if (rc == CL_OK && o->factors)
-        rc = cross_validate_ladder(&all, e, &cv, &fo, NULL, &r->cv_factors, &r->cv_l2_factor[2],
+        rc = cross_validate_once(&all, e, &cv, &fo, NULL, &r->cv_factors, &r->cv_l2_factor[2],
                                    msg, sizeof msg);
     r->cv_ran = rc == CL_OK;
     if (rc != CL_OK) snprintf(r->cv_error, sizeof r->cv_error, "%s", msg);
 
     if (!o->factors) return;
     cl_discovery_options disc = {.permutations = o->permutations, .seed = o->seed};
-    double base = fo.l2;
-    rc = CL_ERR;
-    for (size_t t = 0; t < L2_LADDER && rc == CL_ERR; t++) {
-        fo.l2 = base * l2_ladder[t];
-        r->discovery_l2_factor = l2_ladder[t];
-        rc = cl_fit_discover_factors(&all, CL_REPLAY_COMPONENTS, e->close_day, &cv, &fo, &disc,
-                                     r->evidence, msg, sizeof msg);
-    }
+    r->discovery_l2_factor = 1.0;
+    rc = cl_fit_discover_factors(&all, CL_REPLAY_COMPONENTS, e->close_day, &cv, &fo, &disc,
+                                 r->evidence, msg, sizeof msg);
     r->discovery_ran = rc == CL_OK;
     if (rc != CL_OK) snprintf(r->discovery_error, sizeof r->discovery_error, "%s", msg);
 }
@@ -1918,8 +1896,6 @@ void cl_backtest_print(const cl_backtest_result *r, const cl_backtest_options *o
         for (int j = 0; j < CL_REPLAY_COMPONENTS; j++)
             fprintf(f, "%s%.2f", j ? "/" : "", p->weights[j]);
         fprintf(f, "%s", state_note(p->learned_state));
-        if (p->learned_state == CL_BACKTEST_FITTED && p->learned_l2_factor != 1.0)
-            fprintf(f, " (λ×%g)", p->learned_l2_factor);
         fputs(" |\n", f);
     }
 
@@ -1972,8 +1948,7 @@ void cl_backtest_print(const cl_backtest_result *r, const cl_backtest_options *o
                   {"learned weights (six components)", &r->cv_learned},
                   {"learned, six + factors", &r->cv_factors}};
         for (size_t i = 0; i < (o->factors ? 3u : 2u); i++)
-            fprintf(f, "| %s%s | %d | %.3f | %.4f | %.4f | %.3f |\n", cv[i].name,
-                    r->cv_l2_factor[i] != 1.0 ? " (λ retried)" : "", cv[i].m->evaluated,
+            fprintf(f, "| %s | %d | %.3f | %.4f | %.4f | %.3f |\n", cv[i].name, cv[i].m->evaluated,
                     cv[i].m->auc, cv[i].m->brier, cv[i].m->log_loss, cv[i].m->precision_high);
     }
 
