@@ -7,10 +7,13 @@
  * c·θ <= 0 (βᵢ >= 0 is −βᵢ <= 0; the cap is βᵢ − (w⁰ᵢ+cap)·Σβ <= 0 and
  * (w⁰ᵢ−cap)·Σβ − βᵢ <= 0). Invariants of the main loop:
  *   - θ is feasible (up to rounding in the last bits, which the final weights absorb);
- *   - the working set W holds constraints that are active at θ and linearly
- *     independent, so the KKT system of the Newton step is non-singular whenever the
- *     Hessian is positive definite on the null space of W;
- *   - the objective never increases (Armijo line search).
+ *   - the working set W is a set of constraints active at θ (never a row twice); rows
+ *     that depend on earlier ones are allowed and get multiplier 0, because the Newton
+ *     step is solved by the rank-revealing null-space method;
+ *   - the objective never increases beyond its rounding noise (Armijo line search);
+ *   - a fit is returned only when the KKT conditions hold (stationarity, multiplier
+ *     signs, feasibility, complementary slackness), checked explicitly.
+ * docs/refit-math.md §4 describes the steps and §4.1 why they are shaped so.
  */
 #include "fit.h"
 
