@@ -609,6 +609,28 @@ const char *cl_config_topic(cl_config *cfg, const char *name)
     return cfg->topics[i].full;
 }
 
+cl_config *cl_config_for_main(const cl_program *program, int argc, char **argv, int *exit_code)
+{
+    cl_config *cfg = cl_config_new(program->program, program->summary, program->tables);
+    if (!cfg) {
+        fprintf(stderr, "%s: out of memory\n", program->program);
+        *exit_code = 1;
+        return NULL;
+    }
+    char group[128];
+    snprintf(group, sizeof group, "closedloop-%s", cfg->worker);
+    cl_config_set_default(cfg, "group.id", group);
+    if (program->http_listen) cl_config_set_default(cfg, "http.listen", program->http_listen);
+    if (program->state_dir) cl_config_set_default(cfg, "state.dir", program->state_dir);
+    char err[CL_ERRLEN];
+    int rc = cl_config_load(cfg, argc, argv, err, sizeof err);
+    if (rc == CL_OK) return cfg;
+    if (rc != CL_ESTOP) fprintf(stderr, "%s: %s\n", program->program, err);
+    *exit_code = rc == CL_ESTOP ? 0 : rc == CL_ENOMEM ? 1 : 2;
+    cl_config_free(cfg);
+    return NULL;
+}
+
 void cl_config_print_help(const cl_config *cfg, FILE *out)
 {
     fprintf(out, "Usage: %s [options]\n\n", cfg->program);

@@ -114,6 +114,21 @@ int cl_config_foreach_prefix(const cl_config *cfg, const char *prefix,
  * pointer to an internal buffer owned by cfg, valid until cl_config_free. */
 const char *cl_config_topic(cl_config *cfg, const char *name);
 
+/* The start of every program's main(), in one place: creates the configuration with
+ * the program's tables, applies its defaults (http.listen, state.dir; group.id becomes
+ * "closedloop-<worker>"), loads file, environment and flags, and initializes logging.
+ * Returns the configuration, or NULL with *exit_code set: 0 after --help, --version or
+ * --print-config; 2 for bad configuration (the message naming key and source is
+ * printed to stderr); 1 when out of memory. */
+typedef struct {
+    const char *program;              /* "closedloop-join" */
+    const char *summary;              /* paragraph for --help */
+    const cl_option *const *tables;   /* NULL-terminated, as for cl_config_new */
+    const char *http_listen;          /* default http.listen, e.g. "127.0.0.1:9103" */
+    const char *state_dir;            /* default state.dir, e.g. "state/join" */
+} cl_program;
+cl_config *cl_config_for_main(const cl_program *program, int argc, char **argv, int *exit_code);
+
 void cl_config_print_help(const cl_config *cfg, FILE *out);
 /* Every effective value with its source, secrets redacted. */
 void cl_config_print(const cl_config *cfg, FILE *out);

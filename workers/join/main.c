@@ -21,40 +21,23 @@ static const cl_option main_options[] = {
     {NULL},
 };
 
+static const char summary[] =
+    "Joins score snapshots with Closed Won / Closed Lost outcomes and publishes one "
+    "LabeledExample per snapshot taken on or before the close date. State lives in LMDB "
+    "under state.dir with the input offsets that produced it; join-changelog mirrors it "
+    "for scale-out.";
+
 int main(int argc, char **argv)
 {
     const cl_option *const tables[] = {cl_join_options, cl_store_options, cl_registry_options,
                                        main_options, NULL};
-    cl_config *cfg = cl_config_new(
-        "closedloop-join",
-        "Joins score snapshots with Closed Won / Closed Lost outcomes and publishes one "
-        "LabeledExample per snapshot taken on or before the close date. State lives in LMDB "
-        "under state.dir with the input offsets that produced it; join-changelog mirrors it "
-        "for scale-out.",
-        tables);
-    if (!cfg) {
-        fprintf(stderr, "closedloop-join: out of memory\n");
-        return 1;
-    }
-    cl_config_set_default(cfg, "http.listen", "127.0.0.1:9103");
-    cl_config_set_default(cfg, "group.id", "closedloop-join");
-    cl_config_set_default(cfg, "state.dir", "state/join");
+    int exit_code;
+    cl_config *cfg = cl_config_for_main(
+        &(cl_program){"closedloop-join", summary, tables, "127.0.0.1:9103", "state/join"}, argc,
+        argv, &exit_code);
+    if (!cfg) return exit_code;
     char err[CL_ERRLEN];
-    int rc = cl_config_load(cfg, argc, argv, err, sizeof err);
-    if (rc == CL_ESTOP) {
-        cl_config_free(cfg);
-        return 0;
-    }
-    if (rc != CL_OK) {
-        fprintf(stderr, "closedloop-join: %s\n", err);
-        cl_config_free(cfg);
-        return 2;
-    }
-    cl_log_level level = CL_LOG_INFO;
-    cl_log_format format = CL_LOG_LOGFMT;
-    cl_log_parse_level(cl_config_str(cfg, "log.level"), &level);
-    cl_log_parse_format(cl_config_str(cfg, "log.format"), &format);
-    cl_log_init("join", level, format);
+    int rc;
 
     if (cl_config_bool(cfg, "dump-state")) {
         rc = cl_join_dump_state(cfg, stdout, err, sizeof err);

@@ -24,46 +24,28 @@ static const cl_option main_options[] = {
     {NULL},
 };
 
+static const char summary[] =
+    "Measures how good the opportunity scores were: consumes labeled examples, keeps them "
+    "idempotently in LMDB under state.dir, publishes ModelMetrics per model version and "
+    "window, and writes the Closed Won and Closed Lost analysis reports (served at "
+    "/reports/ and written to metrics.report.dir).";
+
 int main(int argc, char **argv)
 {
     const cl_option *const tables[] = {cl_metrics_options, cl_store_options, cl_registry_options,
                                        main_options, NULL};
-    cl_config *cfg = cl_config_new(
-        "closedloop-metrics",
-        "Measures how good the opportunity scores were: consumes labeled examples, keeps them "
-        "idempotently in LMDB under state.dir, publishes ModelMetrics per model version and "
-        "window, and writes the Closed Won and Closed Lost analysis reports (served at "
-        "/reports/ and written to metrics.report.dir).",
-        tables);
-    if (!cfg) {
-        fprintf(stderr, "closedloop-metrics: out of memory\n");
-        return 1;
-    }
-    cl_config_set_default(cfg, "http.listen", "127.0.0.1:9104");
-    cl_config_set_default(cfg, "group.id", "closedloop-metrics");
-    cl_config_set_default(cfg, "state.dir", "state/metrics");
+    int exit_code;
+    cl_config *cfg = cl_config_for_main(
+        &(cl_program){"closedloop-metrics", summary, tables, "127.0.0.1:9104", "state/metrics"},
+        argc, argv, &exit_code);
+    if (!cfg) return exit_code;
     char err[CL_ERRLEN];
-    int rc = cl_config_load(cfg, argc, argv, err, sizeof err);
-    if (rc == CL_ESTOP) {
-        cl_config_free(cfg);
-        return 0;
-    }
-    if (rc != CL_OK) {
-        fprintf(stderr, "closedloop-metrics: %s\n", err);
-        cl_config_free(cfg);
-        return 2;
-    }
-    cl_log_level level = CL_LOG_INFO;
-    cl_log_format format = CL_LOG_LOGFMT;
-    cl_log_parse_level(cl_config_str(cfg, "log.level"), &level);
-    cl_log_parse_format(cl_config_str(cfg, "log.format"), &format);
-    cl_log_init("metrics", level, format);
+    int rc;
 
     const char *offline = cl_config_str(cfg, "offline");
     if (offline && offline[0]) {
         rc = cl_metrics_offline(cfg, offline, stdout, err, sizeof err);
-        if (rc != CL_OK)
-            fprintf(stderr, "closedloop-metrics: %s\n", err);
+        if (rc != CL_OK) fprintf(stderr, "closedloop-metrics: %s\n", err);
         cl_config_free(cfg);
         return rc == CL_OK ? 0 : 1;
     }

@@ -23,31 +23,12 @@ int main(int argc, char **argv)
 {
     const cl_option *const tables[] = {cl_outcomes_options, cl_store_options, cl_registry_options,
                                        NULL};
-    cl_config *cfg = cl_config_new("closedloop-outcomes", summary, tables);
-    if (!cfg) {
-        fprintf(stderr, "closedloop-outcomes: out of memory\n");
-        return 1;
-    }
-    cl_config_set_default(cfg, "http.listen", "127.0.0.1:9102");
-    cl_config_set_default(cfg, "state.dir", "state/outcomes");
-    cl_config_set_default(cfg, "group.id", "closedloop-outcomes");
+    int exit_code;
+    cl_config *cfg = cl_config_for_main(
+        &(cl_program){"closedloop-outcomes", summary, tables, "127.0.0.1:9102", "state/outcomes"},
+        argc, argv, &exit_code);
+    if (!cfg) return exit_code;
     char err[CL_ERRLEN];
-    int rc = cl_config_load(cfg, argc, argv, err, sizeof err);
-    if (rc == CL_ESTOP) {
-        cl_config_free(cfg);
-        return 0;
-    }
-    if (rc != CL_OK) {
-        fprintf(stderr, "closedloop-outcomes: %s\n", err);
-        cl_config_free(cfg);
-        return 2;
-    }
-    cl_log_level level = CL_LOG_INFO;
-    cl_log_format format = CL_LOG_LOGFMT;
-    cl_log_parse_level(cl_config_str(cfg, "log.level"), &level);
-    cl_log_parse_format(cl_config_str(cfg, "log.format"), &format);
-    cl_log_init("outcomes", level, format);
-
     if (cl_kafka_install_signal_handlers(err, sizeof err) != CL_OK) {
         cl_log(CL_LOG_ERROR, "startup_failed", "error=\"%s\"", err);
         cl_config_free(cfg);

@@ -19,41 +19,24 @@
 #include "snapshot.h"
 #include "store.h"
 
+static const char summary[] =
+    "Publishes one OpportunitySnapshot per scored open opportunity of a scoring run (CSV "
+    "with a header, or JSON Lines; files, directories of run files, or - for stdin) to "
+    "<prefix>snapshots, keyed by opportunity id, with the score under every active weight "
+    "version (the CHAMPION and any CHALLENGER read from <prefix>weights). Each run ends "
+    "with a JSON summary line on stdout.";
+
 int main(int argc, char **argv)
 {
     const cl_option *const tables[] = {cl_snapshot_options, cl_store_options, cl_registry_options,
                                        NULL};
-    cl_config *cfg = cl_config_new(
-        "closedloop-snapshot",
-        "Publishes one OpportunitySnapshot per scored open opportunity of a scoring run (CSV "
-        "with a header, or JSON Lines; files, directories of run files, or - for stdin) to "
-        "<prefix>snapshots, keyed by opportunity id, with the score under every active weight "
-        "version (the CHAMPION and any CHALLENGER read from <prefix>weights). Each run ends "
-        "with a JSON summary line on stdout.",
-        tables);
-    if (!cfg) {
-        fprintf(stderr, "closedloop-snapshot: out of memory\n");
-        return 1;
-    }
-    cl_config_set_default(cfg, "http.listen", "127.0.0.1:9101");
-    cl_config_set_default(cfg, "group.id", "closedloop-snapshot");
-    cl_config_set_default(cfg, "state.dir", "state/snapshot");
+    int exit_code;
+    cl_config *cfg = cl_config_for_main(
+        &(cl_program){"closedloop-snapshot", summary, tables, "127.0.0.1:9101", "state/snapshot"},
+        argc, argv, &exit_code);
+    if (!cfg) return exit_code;
     char err[CL_ERRLEN];
-    int rc = cl_config_load(cfg, argc, argv, err, sizeof err);
-    if (rc == CL_ESTOP) {
-        cl_config_free(cfg);
-        return 0;
-    }
-    if (rc != CL_OK) {
-        fprintf(stderr, "closedloop-snapshot: %s\n", err);
-        cl_config_free(cfg);
-        return 2;
-    }
-    cl_log_level level = CL_LOG_INFO;
-    cl_log_format format = CL_LOG_LOGFMT;
-    cl_log_parse_level(cl_config_str(cfg, "log.level"), &level);
-    cl_log_parse_format(cl_config_str(cfg, "log.format"), &format);
-    cl_log_init("snapshot", level, format);
+    int rc;
 
     if (cl_kafka_install_signal_handlers(err, sizeof err) != CL_OK) {
         fprintf(stderr, "closedloop-snapshot: %s\n", err);
