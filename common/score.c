@@ -350,9 +350,7 @@ double cl_numeric_percentile_value(const cl_component_def *d, cl_opt_double x)
     return d->descending ? 100.0 - value : value;
 }
 
-/* The categorical attribute `source` of the snapshot ("" when null), or NULL if the
- * snapshot has no such attribute at all (also treated as null by the caller). */
-static const char *category_of(const cl_snapshot *s, const char *source)
+const char *cl_snapshot_category(const cl_snapshot *s, const char *source)
 {
     static const struct {
         const char *name;
@@ -370,10 +368,11 @@ static const char *category_of(const cl_snapshot *s, const char *source)
     };
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
         if (strcmp(fields[i].name, source) == 0) return (const char *)s + fields[i].offset;
-    return cl_snapshot_attribute(s, source);
+    const char *a = cl_snapshot_attribute(s, source);
+    return a ? a : "";
 }
 
-static cl_opt_double numeric_of(const cl_snapshot *s, const char *source)
+cl_opt_double cl_snapshot_numeric(const cl_snapshot *s, const char *source)
 {
     cl_opt_double r = {false, 0};
     int32_t day = cl_day_of_ms(s->snapshot_time);
@@ -433,10 +432,10 @@ int cl_component_value(const cl_weight_config *c, const cl_snapshot *s, const ch
         return CL_OK;
     }
     case CL_COMPONENT_CATEGORY_WIN_RATE:
-        *out = cl_category_win_rate_value(d, category_of(s, d->source));
+        *out = cl_category_win_rate_value(d, cl_snapshot_category(s, d->source));
         return CL_OK;
     case CL_COMPONENT_NUMERIC_PERCENTILE:
-        *out = cl_numeric_percentile_value(d, numeric_of(s, d->source));
+        *out = cl_numeric_percentile_value(d, cl_snapshot_numeric(s, d->source));
         return CL_OK;
     }
     return cl_seterr(err, errlen, CL_EINVAL, "component '%s': unknown kind %d", d->name,

@@ -115,4 +115,14 @@ int cl_score_snapshot(const cl_weight_config *c, const cl_snapshot *s, cl_score_
 int cl_score_entry_for(const cl_weight_config *c, const cl_snapshot *s, cl_score_entry *out,
                        char *err, size_t errlen);
 
+
+/* The snapshot's categorical attribute `source`, as CATEGORY_WIN_RATE components read
+ * it: stage, segment, region, product, lead_source, type, owner_id, account_id,
+ * currency, else attributes[source]; "" when null or absent. */
+const char *cl_snapshot_category(const cl_snapshot *s, const char *source);
+/* The snapshot's numeric attribute `source`, as NUMERIC_PERCENTILE components read it:
+ * amount, days_in_stage, days_open, days_to_close, opportunity_score, account_score, a
+ * built-in component, else features[source]; present = false when null or absent. */
+cl_opt_double cl_snapshot_numeric(const cl_snapshot *s, const char *source);
+
 #endif

@@ -2,6 +2,7 @@
  * training_set.c — the labeled consumer rule over LMDB, and flattening into rows.
  */
 #include "training_set.h"
+#include "score.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -359,55 +360,6 @@ static int intern_id(cl_intern *t, const char *s, uint32_t *id)
     return CL_OK;
 }
 
-/* ---- attribute access (mirrors score.c's rules) --------------------------------- */
-
-const char *cl_rows_category_of(const cl_snapshot *s, const char *source)
-{
-    if (strcmp(source, "stage") == 0) return s->stage;
-    if (strcmp(source, "segment") == 0) return s->segment;
-    if (strcmp(source, "region") == 0) return s->region;
-    if (strcmp(source, "product") == 0) return s->product;
-    if (strcmp(source, "lead_source") == 0) return s->lead_source;
-    if (strcmp(source, "type") == 0) return s->type;
-    if (strcmp(source, "owner_id") == 0) return s->owner_id;
-    if (strcmp(source, "account_id") == 0) return s->account_id;
-    if (strcmp(source, "currency") == 0) return s->currency;
-    const char *a = cl_snapshot_attribute(s, source);
-    return a ? a : "";
-}
-
-cl_opt_double cl_rows_numeric_of(const cl_snapshot *s, const char *source)
-{
-    cl_opt_double r = {false, 0};
-    int32_t day = cl_day_of_ms(s->snapshot_time);
-    if (strcmp(source, "amount") == 0) return s->amount;
-    if (strcmp(source, "opportunity_score") == 0) return s->opportunity_score;
-    if (strcmp(source, "account_score") == 0) return s->account_score;
-    if (strcmp(source, "days_in_stage") == 0) {
-        r.present = s->days_in_stage.present;
-        r.value = s->days_in_stage.value;
-        return r;
-    }
-    if (strcmp(source, "days_open") == 0) {
-        r.present = true;
-        r.value = (double)day - (double)s->created_date;
-        return r;
-    }
-    if (strcmp(source, "days_to_close") == 0) {
-        r.present = true;
-        r.value = (double)s->expected_close_date - (double)day;
-        return r;
-    }
-    int b = cl_builtin_component_index(source);
-    if (b >= 0) {
-        r.present = true;
-        r.value = s->components[b];
-        return r;
-    }
-    r.present = cl_snapshot_feature(s, source, &r.value) == CL_OK;
-    return r;
-}
-
 /* ---- rows ---------------------------------------------------------------------- */
 
 int cl_training_rows_init(cl_training_rows *r, const cl_rows_spec *spec, char *err, size_t errlen)
@@ -518,7 +470,7 @@ int cl_training_rows_append(cl_training_rows *r, const cl_labeled_example *ex, c
     if (intern_id(r->stages, s->stage, &r->stage[i]) != CL_OK)
         return cl_seterr(err, errlen, CL_ENOMEM, "rows: out of memory");
     for (size_t j = 0; j < r->n_cat; j++) {
-        const char *c = cl_rows_category_of(s, r->cat_source[j]);
+        const char *c = cl_snapshot_category(s, r->cat_source[j]);
         if (!c || !*c) {
             r->cat[j][i] = CL_ROWS_NULL_CATEGORY;
         } else if (intern_id(r->cat_values[j], c, &r->cat[j][i]) != CL_OK) {
@@ -526,7 +478,7 @@ int cl_training_rows_append(cl_training_rows *r, const cl_labeled_example *ex, c
         }
     }
     for (size_t j = 0; j < r->n_num; j++) {
-        cl_opt_double x = cl_rows_numeric_of(s, r->num_source[j]);
+        cl_opt_double x = cl_snapshot_numeric(s, r->num_source[j]);
         r->num[j][i] = x.present && isfinite(x.value) ? x.value : NAN;
     }
     for (int t = 0; t < 2; t++) {

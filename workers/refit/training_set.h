@@ -124,9 +124,9 @@ typedef struct {
 } cl_training_rows;
 
 typedef struct {
-    const char *const *cat_sources; /* names, see cl_rows_category_of() */
+    const char *const *cat_sources; /* names, see cl_snapshot_category() in score.h */
     size_t n_cat;
-    const char *const *num_sources; /* names, see cl_rows_numeric_of() */
+    const char *const *num_sources; /* names, see cl_snapshot_numeric() in score.h */
     size_t n_num;
     cl_tracked_version tracked[2];
 } cl_rows_spec;
@@ -143,13 +143,6 @@ int cl_training_rows_append(cl_training_rows *r, const cl_labeled_example *ex, c
                             size_t errlen);
 void cl_training_rows_free(cl_training_rows *r);
 
-/* The snapshot's categorical attribute `source` ("" when null), following score.h's
- * CATEGORY_WIN_RATE rule: stage, segment, region, product, lead_source, type, owner_id,
- * account_id, currency, else attributes[source]. */
-const char *cl_rows_category_of(const cl_snapshot *s, const char *source);
-/* The snapshot's numeric attribute `source` following score.h's NUMERIC_PERCENTILE rule
- * (amount, days_in_stage, days_open, days_to_close, opportunity_score, account_score, a
- * built-in component, else features[source]); present = false when null or absent. */
-cl_opt_double cl_rows_numeric_of(const cl_snapshot *s, const char *source);
+
 
 #endif
