@@ -207,9 +207,12 @@ class Loop:
 
     # ------------------------------------------------------------ waiting
     def group_lag(self, group):
-        r = subprocess.run([self.exe("closedloop"), "lag", "--brokers=" + self.brokers,
-                            "--topic.prefix=" + self.prefix, "--group", group, "--output", "json"],
-                           capture_output=True, text=True, timeout=60)
+        try:
+            r = subprocess.run([self.exe("closedloop"), "lag", "--brokers=" + self.brokers,
+                                "--topic.prefix=" + self.prefix, "--group", group, "--output", "json"],
+                               capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
         if r.returncode != 0:
             return None
         try:
