@@ -13,6 +13,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+case "${1:-}" in -h|--help) exec python3 scripts/loop.py --help ;; esac
 
 echo "==> dependencies"
 bash scripts/install-deps.sh
