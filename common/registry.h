@@ -13,9 +13,10 @@
  *    forever once fetched (an id's schema is immutable in the registry) and unknown ids
  *    are cached negatively for schema.registry.negative.cache.ms, so a stream of
  *    garbage ids cannot turn into a stream of HTTP requests.
- *  - Transient failures (connection errors, timeouts, HTTP 429 and 5xx) are retried
- *    with exponential backoff and full jitter, up to schema.registry.retries times,
- *    each attempt bounded by schema.registry.timeout.ms. Permanent ones (4xx) are not.
+ *  - Transient failures (connection errors, timeouts, HTTP 408, 425, 429 and 5xx except
+ *    501 — common/retry.h decides) are retried with exponential backoff and full jitter,
+ *    honouring Retry-After, up to schema.registry.retries times, each attempt bounded by
+ *    schema.registry.timeout.ms. Permanent ones (other 4xx) are not.
  *  - Credentials (basic auth user info, bearer token, client key) are never logged
  *    and never appear in error messages; URLs in messages are printed without userinfo.
  *  - TLS peer verification is always on; a private CA is given with
