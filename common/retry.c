@@ -175,7 +175,7 @@ static int parse_imf_fixdate(const char *s, size_t n, int64_t *ms_out)
         parse_digits(s + 20, 2, &mm) != CL_OK || parse_digits(s + 23, 2, &ss) != CL_OK || hh > 23 ||
         mm > 59 || ss > 60)
         return CL_EINVAL;
-    char date[16];
+    char date[40]; /* sized for any int, so the compiler can prove no truncation */
     snprintf(date, sizeof date, "%04d-%02d-%02d", (int)year, month + 1, (int)day);
     int32_t epoch_days;
     if (cl_parse_date(date, &epoch_days) != CL_OK) return CL_EINVAL; /* e.g. 31 Feb */
