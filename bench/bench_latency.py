@@ -199,12 +199,15 @@ class World:
             time.sleep(0.1)
         raise BenchError("closedloop-%s did not log its http_port:\n%s" % (worker, self.tail(worker)))
 
-    def metric(self, port, name):
+    def metric(self, port, name, required=True):
+        """A gauge's value; None while the worker has not set it yet (required=False)."""
         with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
             text = r.read().decode()
         m = re.search(r"^%s(?:\{[^}]*\})? ([0-9.eE+-]+)$" % re.escape(name), text, re.M)
         if not m:
-            raise BenchError("metric %s not in /metrics on port %d" % (name, port))
+            if required:
+                raise BenchError("metric %s not in /metrics on port %d" % (name, port))
+            return None
         return float(m.group(1))
 
     def start_salesforce(self):
@@ -399,9 +402,10 @@ def main():
             w.check_alive()
             if time.time() > deadline:
                 raise BenchError("the history did not settle within %d s (refit: %s)" % (a.wait, last))
-            cur = (w.metric(refit_port, "closedloop_refit_training_examples"),
-                   w.metric(refit_port, "closedloop_refit_pending_outcomes"))
-            stable = stable + 1 if cur == last and cur[0] > 0 and cur[1] < a.refit_every else 0
+            cur = (w.metric(refit_port, "closedloop_refit_training_examples", False),
+                   w.metric(refit_port, "closedloop_refit_pending_outcomes", False))
+            stable = stable + 1 if (cur == last and None not in cur and cur[0] > 0
+                                    and cur[1] < a.refit_every) else 0
             last = cur
             time.sleep(0.5)
         setup_s = time.time() - t0
@@ -432,8 +436,8 @@ def main():
                 w.check_alive()
                 if time.time() > deadline:
                     raise BenchError("the refit did not settle after the singles (%s)" % (last,))
-                cur = w.metric(refit_port, "closedloop_refit_pending_outcomes")
-                stable = stable + 1 if cur == last else 0
+                cur = w.metric(refit_port, "closedloop_refit_pending_outcomes", False)
+                stable = stable + 1 if cur is not None and cur == last else 0
                 last = cur
                 time.sleep(0.5)
             pending = int(last)

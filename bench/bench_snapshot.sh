@@ -11,7 +11,7 @@
 # encoding, publishing, and waiting for every acknowledgement), replays the records
 # it wrote with raw librdkafka, and prints both figures and their ratio:
 #
-#   snapshot.worker rows=N seconds=S rows_per_s=X
+#   snapshot.worker rows=N seconds=S rows_per_s=X peak_rss_mb=M   (M: the worker's peak RSS)
 #   snapshot.raw_produce messages=N bytes=B msgs_per_s=Y mb_per_s=Z failed=0
 #   snapshot.ratio worker_over_raw=X/Y
 #
@@ -72,14 +72,19 @@ create_topics() {  # idempotent; retried because a just-created topic may not be
 create_topics "$PREFIX"
 create_topics "${PREFIX}raw."
 
-"$BIN/closedloop-snapshot" --brokers="$BROKERS" --topic.prefix="$PREFIX" \
+# Peak RSS of the worker process (GNU time's %M, KiB), reported on the worker line.
+TIME=()
+[ -x /usr/bin/time ] && TIME=(/usr/bin/time -f %M -o "$WORK/maxrss")
+"${TIME[@]}" "$BIN/closedloop-snapshot" --brokers="$BROKERS" --topic.prefix="$PREFIX" \
     --http.listen=127.0.0.1:0 --state.dir="$WORK/state" "$WORK/run.csv" \
     >"$WORK/summary.json" 2>"$WORK/snapshot.log"
+RSS_MB=unknown
+[ -s "$WORK/maxrss" ] && RSS_MB=$(python3 -c "print(round(int(open('$WORK/maxrss').read().split()[-1]) / 1024, 1))")
 DURATION_MS=$(sed -n 's/.*event=run_finished .* duration_ms=\([0-9]*\).*/\1/p' "$WORK/snapshot.log")
 PUBLISHED=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["published"])' "$WORK/summary.json")
 [ "$PUBLISHED" = "$ROWS" ] || { echo "bench_snapshot: published $PUBLISHED of $ROWS" >&2; exit 1; }
 WORKER_RPS=$(python3 -c "print(round($ROWS / ($DURATION_MS / 1000.0)))")
-echo "snapshot.worker rows=$ROWS seconds=$(python3 -c "print($DURATION_MS/1000.0)") rows_per_s=$WORKER_RPS prefix=$PREFIX"
+echo "snapshot.worker rows=$ROWS seconds=$(python3 -c "print($DURATION_MS/1000.0)") rows_per_s=$WORKER_RPS peak_rss_mb=$RSS_MB prefix=$PREFIX"
 
 RAW=$("$BIN/bench_snapshot" "${PREFIX}snapshots" "${PREFIX}raw.snapshots" "$BROKERS")
 echo "$RAW"
