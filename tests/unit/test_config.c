@@ -153,8 +153,29 @@ static void test_help_generated_from_table(void **state)
     cl_config_free(cfg);
 }
 
+extern char **environ;
+
+/* The test run exports CLOSEDLOOP_BROKERS and friends for the integration tests; these
+ * tests define their own environment, so start from none. */
+static void clear_closedloop_env(void)
+{
+    for (;;) {
+        char **ep = environ;
+        while (*ep && strncmp(*ep, "CLOSEDLOOP_", 11) != 0) ep++;
+        if (!*ep) return;
+        char name[256];
+        const char *eq = strchr(*ep, '=');
+        size_t n = eq ? (size_t)(eq - *ep) : strlen(*ep);
+        if (n >= sizeof name) n = sizeof name - 1;
+        memcpy(name, *ep, n);
+        name[n] = '\0';
+        unsetenv(name);
+    }
+}
+
 int main(void)
 {
+    clear_closedloop_env();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_precedence_file_env_flag),
