@@ -1,6 +1,6 @@
 /*
- * weights_log.c — keys, state and transitions of the weights topic; reading and
- * publishing it.
+ * weights_log.c — transitions of the weights topic; reading and publishing it. See
+ * weights_log.h.
  */
 #include "weights_log.h"
 
@@ -12,96 +12,6 @@
 #include "log.h"
 #include "score.h"
 #include "util.h"
-
-int cl_weights_key(const cl_weight_config *c, char out[CL_WEIGHTS_KEY_MAX + 1], char *err,
-                   size_t errlen)
-{
-    const char *suffix = "";
-    switch (c->status) {
-    case CL_MODEL_CHAMPION:
-        suffix = "";
-        break;
-    case CL_MODEL_RETIRED:
-        suffix = "/retired";
-        break;
-    case CL_MODEL_CHALLENGER:
-    case CL_MODEL_REJECTED:
-    case CL_MODEL_CANDIDATE:
-        suffix = "/challenger";
-        break;
-    }
-    int n = snprintf(out, CL_WEIGHTS_KEY_MAX + 1, "%s%s", c->model, suffix);
-    if (n < 0 || n > CL_WEIGHTS_KEY_MAX || !c->model[0])
-        return cl_seterr(err, errlen, CL_EINVAL, "weights key for model '%.40s': bad model name",
-                         c->model);
-    return CL_OK;
-}
-
-void cl_weights_state_init(cl_weights_state *s, const char *model)
-{
-    memset(s, 0, sizeof *s);
-    cl_strlcpy(s->model, model, sizeof s->model);
-}
-
-void cl_weights_state_free(cl_weights_state *s)
-{
-    free(s->champion);
-    free(s->challenger);
-    free(s->retired);
-    free(s->last);
-    s->champion = s->challenger = s->retired = s->last = NULL;
-}
-
-static int keep(cl_weight_config **slot, const cl_weight_config *c)
-{
-    if (!*slot && !(*slot = malloc(sizeof **slot))) return CL_ENOMEM;
-    **slot = *c;
-    return CL_OK;
-}
-
-int cl_weights_state_apply(cl_weights_state *s, const cl_weight_config *c, int *applied, char *err,
-                           size_t errlen)
-{
-    *applied = 0;
-    if (strcmp(c->model, s->model) != 0) return CL_OK;
-    *applied = 1;
-    s->records++;
-    if (c->version > s->max_version) s->max_version = c->version;
-    int rc = CL_OK;
-    switch (c->status) {
-    case CL_MODEL_CHAMPION:
-        if (!s->champion || c->version >= s->champion->version) {
-            rc = keep(&s->champion, c);
-            if (s->challenger && s->challenger->version <= c->version) {
-                free(s->challenger);
-                s->challenger = NULL;
-            }
-        }
-        break;
-    case CL_MODEL_CHALLENGER:
-        rc = keep(&s->last, c);
-        if (rc == CL_OK && (!s->champion || s->champion->version < c->version) &&
-            (!s->challenger || c->version >= s->challenger->version))
-            rc = keep(&s->challenger, c);
-        break;
-    case CL_MODEL_REJECTED:
-    case CL_MODEL_RETIRED:
-        if (s->challenger && s->challenger->version == c->version) {
-            free(s->challenger);
-            s->challenger = NULL;
-        }
-        if (c->status == CL_MODEL_RETIRED)
-            rc = keep(&s->retired, c);
-        else
-            rc = keep(&s->last, c);
-        break;
-    case CL_MODEL_CANDIDATE:
-        rc = keep(&s->last, c);
-        break;
-    }
-    if (rc != CL_OK) return cl_seterr(err, errlen, CL_ENOMEM, "weights state: out of memory");
-    return CL_OK;
-}
 
 static int finish(cl_weight_config *c, cl_model_status status, const char *reason, int64_t now_ms,
                   char *err, size_t errlen)

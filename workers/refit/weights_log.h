@@ -1,34 +1,14 @@
 /*
  * weights_log.h — the compacted `<prefix>weights` topic as the refit worker (and the
- * ops CLI) write and read it: record keys, version numbering, and the state a reader
- * recovers from the topic.
+ * ops CLI) write and read it: the records of each transition, reading the topic into a
+ * model's state, and publishing records under their keys.
  *
- * Keys. A compacted topic keeps only the latest record per key, so the key decides
- * what survives. One key per model ("key: model") would let a REJECTED record erase
- * the CHAMPION it was compared with. closedloop therefore writes each model's records
- * under three keys, one per role:
- *   "<model>"             CHAMPION records (promotion, rollback, the seed);
- *   "<model>/challenger"  CHALLENGER, REJECTED and CANDIDATE records: the latest refit
- *                         outcome and the challenger's end;
- *   "<model>/retired"     RETIRED records (the champion a promotion or rollback ended).
- * After compaction the three surviving records are the current champion, the latest
- * challenger-line record (a live CHALLENGER, or the REJECTED that ended it) and the
- * last retired champion (what `closedloop rollback` returns to). The highest version
- * ever minted is among them: every new version is first published as a challenger-line
- * record (refits) or as a CHAMPION (rollbacks), and a refit never runs while a
- * challenger is live, so the latest record of each key carries its highest version.
- * Readers must still not depend on the key (the snapshot worker's book does not):
- * status and version decide.
- *
- * State rules (cl_weights_state_apply), the same as workers/snapshot/weights.h:
- *   CHAMPION v    becomes the champion if v >= the current champion's version; a
- *                 challenger with version <= v ends (promoted or superseded);
- *   CHALLENGER v  becomes the challenger if no champion has a version >= v and v >= the
- *                 current challenger's version;
- *   REJECTED v / RETIRED v end the challenger v; the champion stays in force even when
- *                 its own version is retired (scoring never runs without a champion);
- *   CANDIDATE     never active.
- * max_version tracks every version seen, so the next one minted is max + 1.
+ * The key design and the rules that turn the topic's records into a champion, a live
+ * challenger, the last retired champion and the highest version are common to every
+ * reader and live in common/weights_state.h (cl_weights_key, cl_weights_state). The
+ * refit worker's state has no fallback: its seed stands in for a missing champion only
+ * in the worker's own decisions (refit_worker.c), so a first CHALLENGER is live
+ * whatever its version.
  *
  * Transitions (cl_weights_promotion / cl_weights_rollback) build the records to
  * publish, in order, each validated: promotion = CHAMPION (the challenger's version,
@@ -48,30 +28,7 @@
 #include "error.h"
 #include "kafka.h"
 #include "records.h"
-
-#define CL_WEIGHTS_KEY_MAX (CL_NAME_MAX + 16)
-
-/* The key a record is published under (see above). */
-int cl_weights_key(const cl_weight_config *c, char out[CL_WEIGHTS_KEY_MAX + 1], char *err,
-                   size_t errlen);
-
-/* One model's state as recovered from the topic. */
-typedef struct {
-    char model[CL_NAME_MAX + 1];
-    cl_weight_config *champion;   /* heap; NULL: none on the topic */
-    cl_weight_config *challenger; /* heap; NULL: none live */
-    cl_weight_config *retired;    /* heap; the latest RETIRED record, NULL: none */
-    cl_weight_config *last;       /* heap; the latest challenger-line record */
-    int64_t max_version;          /* 0: nothing seen */
-    uint64_t records;             /* records applied */
-} cl_weights_state;
-
-void cl_weights_state_init(cl_weights_state *s, const char *model);
-void cl_weights_state_free(cl_weights_state *s);
-
-/* Applies one validated record. Records of other models are ignored (*applied = 0). */
-int cl_weights_state_apply(cl_weights_state *s, const cl_weight_config *c, int *applied, char *err,
-                           size_t errlen);
+#include "weights_state.h"
 
 /* Records for promoting the live challenger: out[0] CHAMPION, out[1] RETIRED (when
  * there is a champion). comparison may be NULL (manual promotion). *n receives 1 or

@@ -1,29 +1,13 @@
 /*
- * weights.c — the champion/challenger book. See weights.h.
+ * weights.c — the champion/challenger book: per-model weights states, the seed, the
+ * order of active versions. See weights.h.
  */
 #include "weights.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "score.h"
-#include "util.h"
-
-const char *cl_weights_effect_name(cl_weights_effect e)
-{
-    switch (e) {
-    case CL_WEIGHTS_NEW_CHAMPION:
-        return "new_champion";
-    case CL_WEIGHTS_NEW_CHALLENGER:
-        return "new_challenger";
-    case CL_WEIGHTS_ENDED_CHALLENGER:
-        return "ended_challenger";
-    case CL_WEIGHTS_IGNORED:
-        return "ignored";
-    }
-    return "?";
-}
 
 int cl_weights_book_init(cl_weights_book *b, int64_t created_at, char *err, size_t errlen)
 {
@@ -36,134 +20,65 @@ int cl_weights_book_init(cl_weights_book *b, int64_t created_at, char *err, size
 
 void cl_weights_book_free(cl_weights_book *b)
 {
-    for (size_t i = 0; i < b->n; i++) {
-        free(b->models[i].champion);
-        free(b->models[i].challenger);
-    }
+    for (size_t i = 0; i < b->n; i++)
+        cl_weights_state_free(&b->models[i]);
     free(b->seed);
     memset(b, 0, sizeof *b);
 }
 
-static cl_weights_model *find(const cl_weights_book *b, const char *model)
+static cl_weights_state *find(const cl_weights_book *b, const char *model)
 {
     for (size_t i = 0; i < b->n; i++)
-        if (strcmp(b->models[i].model, model) == 0) return (cl_weights_model *)&b->models[i];
+        if (strcmp(b->models[i].model, model) == 0) return (cl_weights_state *)&b->models[i];
     return NULL;
 }
 
 const cl_weight_config *cl_weights_book_champion(const cl_weights_book *b, const char *model)
 {
-    const cl_weights_model *m = find(b, model);
-    if (m && m->champion) return m->champion;
+    const cl_weights_state *m = find(b, model);
+    if (m) return cl_weights_state_champion(m);
     return strcmp(model, CL_SEED_MODEL) == 0 ? b->seed : NULL;
 }
 
 const cl_weight_config *cl_weights_book_challenger(const cl_weights_book *b, const char *model)
 {
-    const cl_weights_model *m = find(b, model);
+    const cl_weights_state *m = find(b, model);
     return m ? m->challenger : NULL;
-}
-
-/* Replaces *slot with a copy of c. */
-static int put(cl_weight_config **slot, const cl_weight_config *c, char *err, size_t errlen)
-{
-    if (!*slot && !(*slot = malloc(sizeof **slot)))
-        return cl_seterr(err, errlen, CL_ENOMEM, "out of memory for weights %s v%lld", c->model,
-                         (long long)c->version);
-    memcpy(*slot, c, sizeof *c);
-    return CL_OK;
 }
 
 int cl_weights_book_apply(cl_weights_book *b, const cl_weight_config *c, cl_weights_effect *effect,
                           char *why, size_t whylen, char *err, size_t errlen)
 {
-    *effect = CL_WEIGHTS_IGNORED;
-    char scratch[8];
-    if (!why) {
-        why = scratch;
-        whylen = sizeof scratch;
+    cl_weights_state *m = find(b, c->model);
+    if (m) {
+        int rc = cl_weights_state_apply_effect(m, c, effect, why, whylen, err, errlen);
+        if (rc == CL_OK && *effect != CL_WEIGHTS_IGNORED) b->changes++;
+        return rc;
     }
-    snprintf(why, whylen, "%s", "");
-    long long v = (long long)c->version;
-    if (c->status == CL_MODEL_CANDIDATE) {
-        snprintf(why, whylen, "v%lld is a CANDIDATE (never active)", v);
-        return CL_OK;
+    /* A model the book does not hold yet: decide on a fresh state, and take it in only
+     * when the record put something in force, so records that change nothing never use
+     * up one of the CL_WEIGHTS_MAX_MODELS places. */
+    cl_weights_state fresh;
+    cl_weights_state_init(&fresh, c->model);
+    if (strcmp(c->model, CL_SEED_MODEL) == 0) fresh.fallback = b->seed;
+    int rc = cl_weights_state_apply_effect(&fresh, c, effect, why, whylen, err, errlen);
+    if (rc != CL_OK || *effect == CL_WEIGHTS_IGNORED) {
+        cl_weights_state_free(&fresh);
+        return rc;
     }
-    cl_weights_model *m = find(b, c->model);
-    const cl_weight_config *champion = cl_weights_book_champion(b, c->model);
-    const cl_weight_config *challenger = m ? m->challenger : NULL;
-
-    if (c->status == CL_MODEL_REJECTED || c->status == CL_MODEL_RETIRED) {
-        if (challenger && challenger->version == c->version) {
-            free(m->challenger);
-            m->challenger = NULL;
-            *effect = CL_WEIGHTS_ENDED_CHALLENGER;
-            b->changes++;
-            snprintf(why, whylen, "challenger v%lld is %s", v, cl_model_status_name(c->status));
-        } else if (champion && champion->version == c->version) {
-            snprintf(why, whylen,
-                     "champion v%lld is %s without a successor; it stays in force until a "
-                     "new CHAMPION record arrives",
-                     v, cl_model_status_name(c->status));
-        } else {
-            snprintf(why, whylen, "v%lld is not active", v);
-        }
-        return CL_OK;
+    if (b->n >= CL_WEIGHTS_MAX_MODELS) {
+        cl_weights_state_free(&fresh);
+        *effect = CL_WEIGHTS_IGNORED;
+        if (why && whylen) why[0] = '\0';
+        return cl_seterr(err, errlen, CL_EFULL, "weights for model '%.64s': more than %d models",
+                         c->model, CL_WEIGHTS_MAX_MODELS);
     }
-    if (c->status == CL_MODEL_CHAMPION) {
-        if (champion && champion != b->seed && c->version < champion->version) {
-            snprintf(why, whylen, "v%lld is older than champion v%lld", v,
-                     (long long)champion->version);
-            return CL_OK;
-        }
-    } else if (c->status == CL_MODEL_CHALLENGER) {
-        if (champion && c->version <= champion->version) {
-            snprintf(why, whylen, "v%lld is not newer than champion v%lld", v,
-                     (long long)champion->version);
-            return CL_OK;
-        }
-        if (challenger && c->version < challenger->version) {
-            snprintf(why, whylen, "v%lld is older than challenger v%lld", v,
-                     (long long)challenger->version);
-            return CL_OK;
-        }
-    } else {
-        snprintf(why, whylen, "v%lld has an unknown status", v);
-        return CL_OK;
-    }
-
-    if (!m) {
-        if (b->n >= CL_WEIGHTS_MAX_MODELS)
-            return cl_seterr(err, errlen, CL_EFULL,
-                             "weights for model '%.64s': more than %d models", c->model,
-                             CL_WEIGHTS_MAX_MODELS);
-        size_t at = 0;
-        while (at < b->n && strcmp(b->models[at].model, c->model) < 0)
-            at++;
-        memmove(&b->models[at + 1], &b->models[at], (b->n - at) * sizeof b->models[0]);
-        m = &b->models[at];
-        memset(m, 0, sizeof *m);
-        cl_strlcpy(m->model, c->model, sizeof m->model);
-        b->n++;
-    }
-    int rc;
-    if (c->status == CL_MODEL_CHAMPION) {
-        if ((rc = put(&m->champion, c, err, errlen)) != CL_OK) return rc;
-        m->champion->status = CL_MODEL_CHAMPION;
-        *effect = CL_WEIGHTS_NEW_CHAMPION;
-        if (m->challenger && m->challenger->version <= c->version) {
-            snprintf(why, whylen, "champion v%lld replaces challenger v%lld", v,
-                     (long long)m->challenger->version);
-            free(m->challenger);
-            m->challenger = NULL;
-        } else {
-            snprintf(why, whylen, "champion v%lld", v);
-        }
-    } else {
-        if ((rc = put(&m->challenger, c, err, errlen)) != CL_OK) return rc;
-        *effect = CL_WEIGHTS_NEW_CHALLENGER;
-        snprintf(why, whylen, "challenger v%lld", v);
-    }
+    size_t at = 0;
+    while (at < b->n && strcmp(b->models[at].model, c->model) < 0)
+        at++;
+    memmove(&b->models[at + 1], &b->models[at], (b->n - at) * sizeof b->models[0]);
+    b->models[at] = fresh;
+    b->n++;
     b->changes++;
     return CL_OK;
 }
@@ -203,7 +118,7 @@ void cl_weights_book_active(const cl_weights_book *b, const char *only,
             if (listed(only, CL_SEED_MODEL)) list[k++] = b->seed;
         }
         if (i == b->n) break;
-        const cl_weights_model *m = &b->models[i];
+        const cl_weights_state *m = &b->models[i];
         if (!listed(only, m->model)) continue;
         const cl_weight_config *ch = cl_weights_book_champion(b, m->model);
         if (ch) list[k++] = ch;

@@ -3,26 +3,19 @@
  * CHALLENGER of each model, as the records of the compacted `weights` topic say.
  *
  * The book is pure state (no Kafka), fed one decoded and validated WeightConfig at a
- * time in topic order; weights_follower.h feeds it from the topic.
- *
- * Why these rules. How champion and challenger records survive compaction depends on
- * the key the refit worker writes them under (model, model+version, model+status...).
- * The book does not rely on any key design: it looks at every record it is given and
- * keeps, per model, the CHAMPION with the highest version and the CHALLENGER with the
- * highest version that has not since been ended. Compaction keeps the relative order
- * of the records it keeps, so "since" is "later in the topic" whatever the key:
- *   CHAMPION v    becomes the champion if v >= the current champion's version (equal:
- *                 the later record wins); an older one is stale and ignored. A
- *                 challenger with version <= v is dropped (promoted or superseded).
- *   CHALLENGER v  becomes the challenger if there is no champion at v or above and v >=
- *                 the current challenger's version; otherwise it is ignored.
- *   REJECTED v,   end the challenger v. The champion stays in force even if its own
- *   RETIRED v     version is retired without a successor: scoring never runs without
- *                 a champion (the record is reported, so the operator sees it).
- *   CANDIDATE     never active; ignored.
- * A model with no champion on the topic falls back to the seed for the seed model
- * (CL_SEED_MODEL, SPEC §3); other models without a champion score with their
- * challenger alone.
+ * time in topic order; weights_follower.h feeds it from the topic. It is a set of
+ * per-model states (common/weights_state.h), so the champion/challenger rules are
+ * exactly those every other reader of the topic applies, independent of the key
+ * design. What the book adds:
+ *   - the seed. A model with no champion on the topic falls back to the seed for the
+ *     seed model (CL_SEED_MODEL, SPEC §3): the seed model's state has the seed as its
+ *     fallback, so a CHALLENGER of that model must be newer than the seed (v1) and any
+ *     CHAMPION record replaces it. Other models without a champion score with their
+ *     challenger alone.
+ *   - a model enters the book with its first record that changes what is in force; at
+ *     most CL_WEIGHTS_MAX_MODELS models (CL_EFULL beyond, the book unchanged).
+ *   - a change counter, bumped whenever the active set changes, and the effect and
+ *     reason of each record for the log.
  *
  * Active versions are listed in a fixed order — models by name, champion before
  * challenger — and at most CL_MAX_SCORES of them (the bound of a snapshot's scores),
@@ -36,38 +29,23 @@
 
 #include "error.h"
 #include "records.h"
+#include "weights_state.h"
 
 #define CL_WEIGHTS_MAX_MODELS 64
 
 typedef struct {
-    char model[CL_NAME_MAX + 1];
-    cl_weight_config *champion;   /* heap; NULL: none seen */
-    cl_weight_config *challenger; /* heap; NULL: none active */
-} cl_weights_model;
-
-typedef struct {
-    cl_weights_model models[CL_WEIGHTS_MAX_MODELS]; /* sorted by model name */
+    cl_weights_state models[CL_WEIGHTS_MAX_MODELS]; /* sorted by model name */
     size_t n;
-    cl_weight_config *seed; /* the seed champion, used while the seed model has none */
+    cl_weight_config *seed; /* the seed champion, the seed model's fallback */
     uint64_t changes;       /* bumped whenever the active set changes */
 } cl_weights_book;
-
-/* What a record did to the book. */
-typedef enum {
-    CL_WEIGHTS_NEW_CHAMPION = 0,
-    CL_WEIGHTS_NEW_CHALLENGER,
-    CL_WEIGHTS_ENDED_CHALLENGER, /* REJECTED/RETIRED of the active challenger */
-    CL_WEIGHTS_IGNORED,          /* stale, CANDIDATE, or an end of an inactive version */
-} cl_weights_effect;
-
-const char *cl_weights_effect_name(cl_weights_effect e);
 
 /* created_at: the seed's creation time (ms). */
 int cl_weights_book_init(cl_weights_book *b, int64_t created_at, char *err, size_t errlen);
 void cl_weights_book_free(cl_weights_book *b);
 
-/* Applies one record (already validated). *effect says what it did; why (may be NULL)
- * receives a short reason for the log ("v3 is older than champion v5"). CL_ENOMEM on
+/* Applies one record (already validated) to its model's state
+ * (cl_weights_state_apply_effect: *effect and why as there). CL_ENOMEM on
  * allocation failure, CL_EFULL when a new model would exceed CL_WEIGHTS_MAX_MODELS (the
  * book is unchanged in both cases). */
 int cl_weights_book_apply(cl_weights_book *b, const cl_weight_config *c, cl_weights_effect *effect,
