@@ -11,7 +11,7 @@
 #   --only      run only these benchmarks (names below); the others are left out of the file
 #   --results   where the report goes (default bench/RESULTS.md)
 #
-# Benchmarks: avro store kafka_raw snapshot join metrics fit refit latency.
+# Benchmarks: avro store kafka_raw snapshot outcomes join metrics fit refit latency.
 # Each one's complete output (stdout+stderr) is kept in bench/results/<name>.txt and its
 # figure lines (`name key=value ...` or `name value`) are turned into the tables of the
 # report. A benchmark that fails or times out does not stop the others: its table says
@@ -27,7 +27,7 @@ QUICK=0
 BUILD=build
 ONLY=
 RESULTS=$SRC/bench/RESULTS.md
-ALL="avro store kafka_raw snapshot join metrics fit refit latency"
+ALL="avro store kafka_raw snapshot outcomes join metrics fit refit latency"
 
 usage() { sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
@@ -60,10 +60,11 @@ fi
 # figure is a wait, not a throughput; the history only sets the refit cycle's size).
 if [ "$QUICK" = 1 ]; then
     N_AVRO=20000 N_STORE=50000 N_RAW=20000 N_SNAP=20000 N_JOIN=5000 N_METRICS=50000
-    N_FIT=20000 N_REFIT=20000 LAT_OPPS=3000 LAT_SINGLES=10 LAT_N=50 TIMEOUT=600
+    N_FIT=20000 N_REFIT=20000 LAT_OPPS=3000 LAT_SINGLES=10 LAT_N=50 TIMEOUT=600 N_OUTCOMES=5000
 else
     N_AVRO=1000000 N_STORE=1000000 N_RAW=1000000 N_SNAP=1000000 N_JOIN=1000000
     N_METRICS=1000000 N_FIT=1000000 N_REFIT=1000000 LAT_OPPS=20000 LAT_SINGLES=100 LAT_N=200
+    N_OUTCOMES=200000
     TIMEOUT=1800
 fi
 LAT_POLL_MS=500
@@ -141,6 +142,8 @@ run avro "$N_AVRO records" "$BIN/bench_avro" "$N_AVRO"
 run store "$N_STORE keys" "$BIN/bench_store" "$N_STORE"
 run kafka_raw "$N_RAW messages of 512 B" "$BIN/bench_kafka_raw" "$N_RAW" 512 6 "$BROKERS"
 run snapshot "$N_SNAP rows" bash bench/bench_snapshot.sh "$N_SNAP" "$BUILD"
+run outcomes "$N_OUTCOMES opportunities backfilled" python3 bench/bench_outcomes.py \
+    --opportunities "$N_OUTCOMES" --bin-dir "$BIN"
 run join "$N_JOIN opportunities" python3 bench/bench_join.py --opportunities "$N_JOIN" \
     --bin-dir "$BIN" --brokers "$BROKERS"
 run metrics "$N_METRICS labeled records" bash -c \
@@ -257,6 +260,18 @@ def rows_snapshot(kv, p):
             ("closedloop-snapshot peak RSS", fmt(num(w.get("peak_rss_mb")), "MB"), "—", "—")]
 
 
+def rows_outcomes(kv, p):
+    raw = kv["outcomes.raw_produce"]
+    rows = []
+    for mode, label in (("rest", "REST queryAll paging"), ("bulk", "Bulk API 2.0")):
+        o = kv["outcomes." + mode]
+        rows.append(("closedloop-outcomes backfill via %s (%s records)" % (label, o["records"]),
+                     fmt(num(o["records_per_s"]), "rec/s"),
+                     "raw produce of as many %s-byte records %s" % (raw["value_bytes"], fmt(num(raw["records_per_s"]), "rec/s")),
+                     ratio(o["records_per_s"], raw["records_per_s"])))
+    return rows
+
+
 def rows_join(kv, p):
     d = kv["join"]
     return [("closedloop-join input records/s (%s in, %s B, sync=%s)" % (d["records_in"], d["value_bytes"], d["sync"]),
@@ -338,6 +353,7 @@ TITLES = {
     "store": ("LMDB store (batched put, point get)", rows_store),
     "kafka_raw": ("Raw librdkafka on this broker (the Kafka baseline)", rows_kafka_raw),
     "snapshot": ("Snapshot producer", rows_snapshot),
+    "outcomes": ("Outcomes ingester backfill (test Salesforce server)", rows_outcomes),
     "join": ("Join worker throughput", rows_join),
     "metrics": ("Metrics aggregator", rows_metrics),
     "fit": ("Fit vs scikit-learn LogisticRegression", rows_fit),
