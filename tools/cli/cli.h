@@ -31,6 +31,7 @@ int cl_cli_lag(int argc, char **argv);
 int cl_cli_weights(int argc, char **argv);  /* weights.c: weights show */
 int cl_cli_promote(int argc, char **argv);  /* weights.c */
 int cl_cli_rollback(int argc, char **argv); /* weights.c */
+int cl_cli_report(int argc, char **argv);   /* report.c: reports from the metrics state */
 
 /* Shared by commands: create the config for `program`, load argv, set up logging to
  * stderr at log.level. Returns CL_CLI_OK with *out set, or an exit status (help

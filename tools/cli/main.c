@@ -22,6 +22,9 @@ static const cl_cli_command commands[] = {
      "Promote the live challenger to champion now (retires the champion).", cl_cli_promote},
     {"rollback", "rollback [--model M] [--reason TEXT]",
      "Reinstate the last retired champion's weights as a new champion version.", cl_cli_rollback},
+    {"report", "report --metrics.report.dir=DIR [--state.dir=state/metrics]",
+     "Render the Closed Won / Closed Lost reports from the metrics worker's state.",
+     cl_cli_report},
 };
 
 static void usage(FILE *out)

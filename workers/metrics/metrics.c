@@ -892,6 +892,8 @@ int cl_metrics_offline(cl_config *cfg, const char *path, FILE *out, char *err, s
     size_t cap = 0, lineno = 0;
     if (rc != CL_OK)
         goto done;
+    if (!path) /* no input: evaluate and render the state as it is */
+        goto evaluate;
     in = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
     if (!in) {
         rc = cl_seterr(err, errlen, CL_EIO, "cannot open %s: %s", path, strerror(errno));
@@ -951,6 +953,7 @@ int cl_metrics_offline(cl_config *cfg, const char *path, FILE *out, char *err, s
            path, lineno, effects[CL_AGG_ADDED], effects[CL_AGG_UPDATED],
            effects[CL_AGG_DUPLICATE], effects[CL_AGG_SUPERSEDED], effects[CL_AGG_STALE],
            effects[CL_AGG_RETRACTED]);
+evaluate:
     w->report.generated_at = cl_now_ms();
     cl_buf won, lost;
     cl_buf_init(&won, 64u << 20);

@@ -45,7 +45,8 @@ void cl_metrics_worker_free(cl_metrics_worker *w);
 
 /* Applies the LabeledExamples of `path` (one Avro-JSON object per line; "-" = stdin) to
  * the state in state.dir, evaluates, writes the reports to metrics.report.dir (when
- * set) and prints each ModelMetrics as one JSON line to out. */
+ * set) and prints each ModelMetrics as one JSON line to out. path NULL: no input, the
+ * state is evaluated and rendered as it is (`closedloop report`). */
 int cl_metrics_offline(cl_config *cfg, const char *path, FILE *out, char *err, size_t errlen);
 
 #endif
