@@ -3,8 +3,9 @@
  * the operator's view of and hand on the compacted weights topic.
  *
  * All three read the topic to its end into the same state the refit worker keeps
- * (workers/refit/weights_log.h: champion, live challenger, last retired champion,
- * highest version), so what they show and what they change agree with the worker.
+ * (common/weights_state.h: champion, live challenger, last retired champion, highest
+ * version, by the rules every reader of the topic applies), so what they show and what
+ * they change agree with the workers.
  * promote and rollback publish exactly the records the worker would (CHAMPION, then
  * RETIRED, each under its role key) and exit 0 only when the broker acknowledged them.
  * A running refit worker picks the change up from the topic before its next cycle.
