@@ -388,7 +388,7 @@ static void test_book_seed_and_lifecycle(void **state)
     /* Records that put nothing in force neither count as changes nor enter the book. */
     assert_int_equal(apply(&b, M, 1, CL_MODEL_CANDIDATE), CL_WEIGHTS_IGNORED);
     assert_int_equal(apply(&b, M, 1, CL_MODEL_CHALLENGER), CL_WEIGHTS_IGNORED); /* not > seed */
-    assert_int_equal(apply(&b, M, 1, CL_MODEL_RETIRED), CL_WEIGHTS_IGNORED); /* seed stays */
+    assert_int_equal(apply(&b, M, 1, CL_MODEL_RETIRED), CL_WEIGHTS_IGNORED);    /* seed stays */
     assert_int_equal(apply(&b, "other", 4, CL_MODEL_REJECTED), CL_WEIGHTS_IGNORED);
     assert_int_equal(b.n, 0);
     assert_int_equal(b.changes, 0);

@@ -110,8 +110,7 @@ static void test_rules_without_fallback(void **state)
     assert_string_equal(why, "v1 is not active");
     assert_int_equal(version_of(s.challenger), 2);
     /* A CHAMPION below the challenger keeps it live... */
-    assert_int_equal(step(&s, "m", 1, CL_MODEL_CHAMPION, why, sizeof why),
-                     CL_WEIGHTS_NEW_CHAMPION);
+    assert_int_equal(step(&s, "m", 1, CL_MODEL_CHAMPION, why, sizeof why), CL_WEIGHTS_NEW_CHAMPION);
     assert_string_equal(why, "champion v1");
     assert_int_equal(version_of(s.champion), 1);
     assert_int_equal(version_of(s.challenger), 2);
@@ -126,8 +125,7 @@ static void test_rules_without_fallback(void **state)
     assert_string_equal(why, "v1 is not newer than champion v1");
     /* Promotion: CHAMPION v3 ends challenger v3 (same version) and replaces champion v1. */
     assert_int_equal(apply(&s, 3, CL_MODEL_CHALLENGER), CL_WEIGHTS_NEW_CHALLENGER);
-    assert_int_equal(step(&s, "m", 3, CL_MODEL_CHAMPION, why, sizeof why),
-                     CL_WEIGHTS_NEW_CHAMPION);
+    assert_int_equal(step(&s, "m", 3, CL_MODEL_CHAMPION, why, sizeof why), CL_WEIGHTS_NEW_CHAMPION);
     assert_string_equal(why, "champion v3 replaces challenger v3");
     assert_null(s.challenger);
     assert_int_equal(apply(&s, 1, CL_MODEL_RETIRED), CL_WEIGHTS_IGNORED);
@@ -167,8 +165,7 @@ static void test_other_models_are_not_applied(void **state)
     cl_weights_state_init(&s, CL_SEED_MODEL);
     assert_int_equal(apply(&s, 2, CL_MODEL_CHAMPION), CL_WEIGHTS_NEW_CHAMPION);
     char why[256], err[CL_ERRLEN];
-    assert_int_equal(step(&s, "other", 9, CL_MODEL_CHAMPION, why, sizeof why),
-                     CL_WEIGHTS_IGNORED);
+    assert_int_equal(step(&s, "other", 9, CL_MODEL_CHAMPION, why, sizeof why), CL_WEIGHTS_IGNORED);
     assert_non_null(strstr(why, "model 'other'"));
     cl_weight_config *c = config("other", 9, CL_MODEL_CHALLENGER);
     int applied = 1;
