@@ -387,6 +387,50 @@ int cl_model_metrics_validate(const cl_model_metrics *m, char *err, size_t errle
     return CL_OK;
 }
 
+int cl_weight_config_discovery_validate(const cl_weight_config *c, char *err, size_t errlen)
+{
+    const char *p = "WeightConfig";
+    CHECK(c->n_discovery <= CL_MAX_DISCOVERY, p, "discovery: %zu entries, at most %d",
+          c->n_discovery, CL_MAX_DISCOVERY);
+    for (size_t i = 0; i < c->n_discovery; i++) {
+        const cl_candidate_evidence *e = &c->discovery[i];
+        char ip[64];
+        fmt(ip, sizeof ip, "WeightConfig.discovery[%zu]", i);
+        CHECK_STR(ip, e, name, true);
+        CHECK_STR(ip, e, source, true);
+        CHECK((int)e->kind >= 0 && (int)e->kind <= CL_COMPONENT_NUMERIC_PERCENTILE, ip,
+              "kind: %d is not a component kind", (int)e->kind);
+        for (size_t j = 0; j < i; j++)
+            CHECK(strcmp(c->discovery[j].name, e->name) != 0, p,
+                  "discovery: candidate '%s' appears twice", e->name);
+        CHECK(opt_in_range(e->delta_auc, -1, 1) && opt_in_range(e->shuffled_max_delta_auc, -1, 1),
+              ip, "delta_auc %g, shuffled_max_delta_auc %g: AUC gains lie within -1..1",
+              e->delta_auc.value, e->shuffled_max_delta_auc.value);
+        CHECK(opt_in_range(e->delta_log_loss, -INFINITY, INFINITY) &&
+                  opt_in_range(e->shuffled_max_delta_log_loss, -INFINITY, INFINITY),
+              ip, "log-loss gains must be finite");
+        CHECK(e->permutations >= 0, ip, "permutations: %d is negative", (int)e->permutations);
+        CHECK(e->n_examples >= 0 && e->n_with_value >= 0 && e->n_with_value <= e->n_examples &&
+                  e->n_categories >= 0,
+              ip, "counts: n_examples %lld, n_with_value %lld, n_categories %lld; need 0 <= "
+              "n_with_value <= n_examples and n_categories >= 0",
+              (long long)e->n_examples, (long long)e->n_with_value, (long long)e->n_categories);
+        CHECK(!e->beats_shuffled || (e->delta_auc.present && e->delta_log_loss.present &&
+                                     e->shuffled_max_delta_auc.present &&
+                                     e->shuffled_max_delta_log_loss.present),
+              ip, "beats_shuffled without the gains it compares");
+        if (e->adopted) {
+            CHECK(e->beats_shuffled, ip, "adopted: '%s' is adopted but did not beat shuffled labels",
+                  e->name);
+            bool defined = false;
+            for (size_t k = 0; k < c->n_components && !defined; k++)
+                defined = strcmp(c->components[k].name, e->name) == 0;
+            CHECK(defined, ip, "adopted: '%s' is not among the config's components", e->name);
+        }
+    }
+    return CL_OK;
+}
+
 /* ---- reading avro values ---------------------------------------------------------- */
 
 static int get_field(const avro_value_t *rec, const char *path, const char *name, avro_value_t *out,
@@ -1339,6 +1383,7 @@ int cl_weight_config_to_avro(const cl_weight_config *c, avro_value_t *value, cha
     const char *p = "WeightConfig";
     avro_value_t sub, arr, item, branch;
     TRY(cl_weight_config_validate(c, err, errlen));
+    TRY(cl_weight_config_discovery_validate(c, err, errlen));
     TRY(reset_value(value, p, err, errlen));
     TRY(put_str(value, p, "model", c->model, err, errlen));
     TRY(put_long(value, p, "version", c->version, err, errlen));
@@ -1413,7 +1458,30 @@ int cl_weight_config_to_avro(const cl_weight_config *c, avro_value_t *value, cha
         TRY(put_opt_double(&branch, cp, "delta_precision_at_high", k->delta_precision_at_high, err,
                            errlen));
     }
-    return put_str(value, p, "reason", c->reason, err, errlen);
+    TRY(put_str(value, p, "reason", c->reason, err, errlen));
+
+    TRY(open_container(value, p, "discovery", &arr, err, errlen));
+    for (size_t i = 0; i < c->n_discovery; i++) {
+        const cl_candidate_evidence *e = &c->discovery[i];
+        const char *ip = "WeightConfig.discovery[]";
+        TRY(append_item(&arr, p, "discovery", &item, err, errlen));
+        TRY(put_str(&item, ip, "name", e->name, err, errlen));
+        TRY(put_enum(&item, ip, "kind", cl_component_kind_name(e->kind), err, errlen));
+        TRY(put_str(&item, ip, "source", e->source, err, errlen));
+        TRY(put_opt_double(&item, ip, "delta_auc", e->delta_auc, err, errlen));
+        TRY(put_opt_double(&item, ip, "delta_log_loss", e->delta_log_loss, err, errlen));
+        TRY(put_opt_double(&item, ip, "shuffled_max_delta_auc", e->shuffled_max_delta_auc, err,
+                           errlen));
+        TRY(put_opt_double(&item, ip, "shuffled_max_delta_log_loss",
+                           e->shuffled_max_delta_log_loss, err, errlen));
+        TRY(put_int(&item, ip, "permutations", e->permutations, err, errlen));
+        TRY(put_bool(&item, ip, "beats_shuffled", e->beats_shuffled, err, errlen));
+        TRY(put_bool(&item, ip, "adopted", e->adopted, err, errlen));
+        TRY(put_long(&item, ip, "n_examples", e->n_examples, err, errlen));
+        TRY(put_long(&item, ip, "n_with_value", e->n_with_value, err, errlen));
+        TRY(put_long(&item, ip, "n_categories", e->n_categories, err, errlen));
+    }
+    return CL_OK;
 }
 
 int cl_weight_config_from_avro(const avro_value_t *value, cl_weight_config *c, char *err,
@@ -1505,8 +1573,33 @@ int cl_weight_config_from_avro(const avro_value_t *value, cl_weight_config *c, c
                            errlen));
     }
     TRY(get_str(value, p, "reason", c->reason, sizeof c->reason, false, err, errlen));
+
+    TRY(get_container(value, p, "discovery", AVRO_ARRAY, CL_MAX_DISCOVERY, &arr, &n, err,
+                      errlen));
+    for (size_t i = 0; i < n; i++) {
+        cl_candidate_evidence *e = &c->discovery[i];
+        fmt(ip, sizeof ip, "%s.discovery[%zu]", p, i);
+        TRY(get_item(&arr, i, p, "discovery", &item, NULL, err, errlen));
+        TRY(get_str(&item, ip, "name", e->name, sizeof e->name, true, err, errlen));
+        GET_ENUM(&item, ip, "kind", kind_names, &e->kind);
+        TRY(get_str(&item, ip, "source", e->source, sizeof e->source, true, err, errlen));
+        TRY(get_opt_double(&item, ip, "delta_auc", &e->delta_auc, err, errlen));
+        TRY(get_opt_double(&item, ip, "delta_log_loss", &e->delta_log_loss, err, errlen));
+        TRY(get_opt_double(&item, ip, "shuffled_max_delta_auc", &e->shuffled_max_delta_auc, err,
+                           errlen));
+        TRY(get_opt_double(&item, ip, "shuffled_max_delta_log_loss",
+                           &e->shuffled_max_delta_log_loss, err, errlen));
+        TRY(get_int(&item, ip, "permutations", &e->permutations, err, errlen));
+        TRY(get_bool(&item, ip, "beats_shuffled", &e->beats_shuffled, err, errlen));
+        TRY(get_bool(&item, ip, "adopted", &e->adopted, err, errlen));
+        TRY(get_count(&item, ip, "n_examples", &e->n_examples, err, errlen));
+        TRY(get_count(&item, ip, "n_with_value", &e->n_with_value, err, errlen));
+        TRY(get_count(&item, ip, "n_categories", &e->n_categories, err, errlen));
+    }
+    c->n_discovery = n;
     cl_weight_config_sort_categories(c);
-    return cl_weight_config_validate(c, err, errlen);
+    TRY(cl_weight_config_validate(c, err, errlen));
+    return cl_weight_config_discovery_validate(c, err, errlen);
 }
 
 /* ---- helpers -------------------------------------------------------------------------- */

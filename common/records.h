@@ -14,7 +14,7 @@
  * to the DLQ instead of growing without limit. Structs hold no pointers: they can be
  * copied with `=`, stored in LMDB as bytes of a known size, and freed by nobody.
  * cl_snapshot and cl_labeled_example are small enough for the stack (~12 KiB);
- * cl_model_metrics (~170 KiB) and cl_weight_config (~640 KiB, mostly category
+ * cl_model_metrics (~170 KiB) and cl_weight_config (~650 KiB, mostly category
  * tables) belong on the heap: `cl_weight_config *c = malloc(sizeof *c);`.
  *
  * Conventions shared by every struct:
@@ -61,6 +61,7 @@
 #define CL_MAX_WEIGHTS 16       /* components in one weight map */
 #define CL_MAX_STAGE_WEIGHTS 16 /* stages with their own weights */
 #define CL_MAX_COMPONENT_DEFS 8 /* learned component definitions */
+#define CL_MAX_DISCOVERY 32     /* WeightConfig.discovery: candidate factors evaluated */
 #define CL_MAX_CATEGORIES 512   /* rows of one category win-rate table */
 #define CL_MAX_BREAKPOINTS 101  /* percentile breakpoints (0..100 %) */
 #define CL_MIN_BREAKPOINTS 2
@@ -348,6 +349,24 @@ typedef struct {
     cl_opt_double delta_precision_at_high; /* -1..1 */
 } cl_champion_comparison;
 
+/* What factor discovery found for one candidate (WeightConfig.discovery): evidence for
+ * reports, never read by scoring. */
+typedef struct {
+    char name[CL_NAME_MAX + 1]; /* unique within the config */
+    cl_component_kind kind;
+    char source[CL_NAME_MAX + 1];
+    /* Null when discovery could not evaluate the candidate. Gains are "with minus
+     * without" for AUC and "without minus with" for log loss: positive is better. */
+    cl_opt_double delta_auc, shuffled_max_delta_auc;           /* -1..1 */
+    cl_opt_double delta_log_loss, shuffled_max_delta_log_loss; /* finite */
+    int32_t permutations;                                      /* >= 0 */
+    bool beats_shuffled; /* requires all four gains present */
+    bool adopted;        /* requires beats_shuffled and a component named `name` */
+    int64_t n_examples;   /* >= 0 */
+    int64_t n_with_value; /* 0..n_examples */
+    int64_t n_categories; /* >= 0 */
+} cl_candidate_evidence;
+
 typedef struct {
     char model[CL_NAME_MAX + 1];
     int64_t version;            /* >= 1 */
@@ -368,6 +387,8 @@ typedef struct {
     bool has_comparison;
     cl_champion_comparison comparison;
     char reason[CL_REASON_MAX + 1];
+    cl_candidate_evidence discovery[CL_MAX_DISCOVERY];
+    size_t n_discovery;
 } cl_weight_config;
 
 /* ---- initialisation ------------------------------------------------------------ */
@@ -386,7 +407,10 @@ int cl_outcome_validate(const cl_outcome *o, char *err, size_t errlen);
 int cl_labeled_example_validate(const cl_labeled_example *e, char *err, size_t errlen);
 int cl_model_metrics_validate(const cl_model_metrics *m, char *err, size_t errlen);
 /* WeightConfig validation lives in score.h (cl_weight_config_validate): its rules are
- * about scoring (weights sum to 1, thresholds ordered, slope > 0, tables sorted). */
+ * about scoring (weights sum to 1, thresholds ordered, slope > 0, tables sorted). The
+ * discovery evidence, which scoring never reads, is checked here (the rules beside
+ * cl_candidate_evidence); both conversions apply both. */
+int cl_weight_config_discovery_validate(const cl_weight_config *c, char *err, size_t errlen);
 
 /* ---- conversions ---------------------------------------------------------------- */
 int cl_snapshot_to_avro(const cl_snapshot *s, avro_value_t *value, char *err, size_t errlen);
@@ -401,9 +425,10 @@ int cl_model_metrics_to_avro(const cl_model_metrics *m, avro_value_t *value, cha
                              size_t errlen);
 int cl_model_metrics_from_avro(const avro_value_t *value, cl_model_metrics *m, char *err,
                                size_t errlen);
-/* to_avro requires cl_weight_config_validate() to pass. from_avro sorts the category
- * tables (wire order carries no meaning) and then validates, so a decoded config is
- * ready for scoring. */
+/* to_avro requires cl_weight_config_validate() and cl_weight_config_discovery_validate()
+ * to pass. from_avro sorts the category tables (wire order carries no meaning) and then
+ * validates, so a decoded config is ready for scoring. A record written before
+ * `discovery` existed decodes with n_discovery = 0. */
 int cl_weight_config_to_avro(const cl_weight_config *c, avro_value_t *value, char *err,
                              size_t errlen);
 int cl_weight_config_from_avro(const avro_value_t *value, cl_weight_config *c, char *err,

@@ -767,6 +767,26 @@ static void fill_weight_config(cl_weight_config *c)
     c->has_comparison = true;
     c->comparison = (cl_champion_comparison){2, 0.05, 0.01, 640, {true, 0.02}};
     snprintf(c->reason, sizeof c->reason, "beat champion v2 on 4 of 4 folds");
+
+    /* Discovery evidence: the two adopted components, one candidate that lost to shuffled
+     * labels, one that could not be evaluated. */
+    cl_candidate_evidence *e = &c->discovery[0];
+    *e = (cl_candidate_evidence){"segment_win_rate", CL_COMPONENT_CATEGORY_WIN_RATE, "segment",
+                                 {true, 0.031}, {true, 0.004}, {true, 0.012}, {true, 0.0011},
+                                 19, true, true, 1000, 940, 3};
+    e = &c->discovery[1];
+    *e = (cl_candidate_evidence){"amount_pct", CL_COMPONENT_NUMERIC_PERCENTILE, "amount",
+                                 {true, 0.02}, {true, 0.01}, {true, 0.015}, {true, 0.002},
+                                 19, true, true, 1000, 1000, 0};
+    e = &c->discovery[2];
+    *e = (cl_candidate_evidence){"owner_id_win_rate", CL_COMPONENT_CATEGORY_WIN_RATE, "owner_id",
+                                 {true, 0.004}, {true, -0.0002}, {true, 0.009}, {true, 0.0015},
+                                 19, false, false, 1000, 1000, 12};
+    e = &c->discovery[3];
+    *e = (cl_candidate_evidence){"lead_source_win_rate", CL_COMPONENT_CATEGORY_WIN_RATE,
+                                 "lead_source", {false, 0}, {false, 0}, {false, 0}, {false, 0},
+                                 0, false, false, 1000, 0, 0};
+    c->n_discovery = 4;
 }
 
 static void test_weight_config_roundtrip(void **state)
@@ -827,6 +847,24 @@ static void test_weight_config_roundtrip(void **state)
     assert_true(out->has_comparison);
     assert_true(out->comparison.p_value == 0.01 && out->comparison.n_paired == 640);
     assert_string_equal(out->reason, "beat champion v2 on 4 of 4 folds");
+    assert_int_equal(out->n_discovery, 4);
+    for (size_t i = 0; i < 4; i++) {
+        const cl_candidate_evidence *a = &in->discovery[i], *b = &out->discovery[i];
+        assert_string_equal(b->name, a->name);
+        assert_string_equal(b->source, a->source);
+        assert_int_equal(b->kind, a->kind);
+        assert_opt_double_equal(b->delta_auc, a->delta_auc);
+        assert_opt_double_equal(b->delta_log_loss, a->delta_log_loss);
+        assert_opt_double_equal(b->shuffled_max_delta_auc, a->shuffled_max_delta_auc);
+        assert_opt_double_equal(b->shuffled_max_delta_log_loss, a->shuffled_max_delta_log_loss);
+        assert_int_equal(b->permutations, a->permutations);
+        assert_int_equal(b->beats_shuffled, a->beats_shuffled);
+        assert_int_equal(b->adopted, a->adopted);
+        assert_true(b->n_examples == a->n_examples && b->n_with_value == a->n_with_value &&
+                    b->n_categories == a->n_categories);
+    }
+    assert_true(out->discovery[0].adopted && !out->discovery[2].adopted);
+    assert_false(out->discovery[3].delta_auc.present);
 
     /* The seed model round-trips with null training / comparison. */
     cl_weight_config_seed(in, 1700000000000);
@@ -840,6 +878,7 @@ static void test_weight_config_roundtrip(void **state)
     assert_int_equal(out->weights.n, 6);
     assert_int_equal(cl_weight_set_get(&out->weights, "upsell_instances", &w), CL_OK);
     assert_true(w == 0.25);
+    assert_int_equal(out->n_discovery, 0);
 
     avro_value_decref(&v);
     avro_value_decref(&back);
@@ -902,6 +941,73 @@ static void test_weight_config_from_avro_validates(void **state)
     assert_int_equal(cl_weight_config_from_avro(&v, c, err, sizeof err), CL_EINVAL);
     assert_non_null(strstr(err, "SMB"));
     assert_non_null(strstr(err, "duplicated"));
+
+    /* Discovery evidence that contradicts the config is never published... */
+    fill_weight_config(c);
+    cl_weight_config_sort_categories(c);
+    c->discovery[2].adopted = true; /* beat nothing, and is no component */
+    assert_int_equal(cl_weight_config_to_avro(c, &v, err, sizeof err), CL_EINVAL);
+    assert_non_null(strstr(err, "WeightConfig.discovery[2]"));
+    c->discovery[2].beats_shuffled = true;
+    assert_int_equal(cl_weight_config_to_avro(c, &v, err, sizeof err), CL_EINVAL);
+    assert_non_null(strstr(err, "'owner_id_win_rate' is not among the config's components"));
+    fill_weight_config(c);
+    cl_weight_config_sort_categories(c);
+    c->discovery[3].beats_shuffled = true; /* without the gains it compares */
+    assert_int_equal(cl_weight_config_to_avro(c, &v, err, sizeof err), CL_EINVAL);
+    assert_non_null(strstr(err, "beats_shuffled"));
+    fill_weight_config(c);
+    cl_weight_config_sort_categories(c);
+    c->discovery[1].n_with_value = 1001;
+    assert_int_equal(cl_weight_config_to_avro(c, &v, err, sizeof err), CL_EINVAL);
+    assert_non_null(strstr(err, "n_with_value"));
+    fill_weight_config(c);
+    cl_weight_config_sort_categories(c);
+    c->discovery[1].delta_auc.value = 1.5;
+    assert_int_equal(cl_weight_config_to_avro(c, &v, err, sizeof err), CL_EINVAL);
+    assert_non_null(strstr(err, "delta_auc"));
+    fill_weight_config(c);
+    cl_weight_config_sort_categories(c);
+    snprintf(c->discovery[3].name, sizeof c->discovery[3].name, "amount_pct");
+    assert_int_equal(cl_weight_config_to_avro(c, &v, err, sizeof err), CL_EINVAL);
+    assert_non_null(strstr(err, "'amount_pct' appears twice"));
+
+    /* ... nor accepted on receipt: too many entries, a negative count, a non-finite gain. */
+    fill_weight_config(c);
+    cl_weight_config_sort_categories(c);
+    assert_int_equal(cl_weight_config_to_avro(c, &v, err, sizeof err), CL_OK);
+    assert_int_equal(avro_value_get_by_name(&v, "discovery", &f, NULL), 0);
+    for (int i = 4; i <= CL_MAX_DISCOVERY; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "c%d", i);
+        assert_int_equal(avro_value_append(&f, &item, NULL), 0);
+        assert_int_equal(avro_value_get_by_name(&item, "name", &x, NULL), 0);
+        assert_int_equal(avro_value_set_string(&x, name), 0);
+        assert_int_equal(avro_value_get_by_name(&item, "source", &x, NULL), 0);
+        assert_int_equal(avro_value_set_string(&x, name), 0);
+    }
+    assert_int_equal(cl_weight_config_from_avro(&v, c, err, sizeof err), CL_EINVAL);
+    assert_non_null(strstr(err, "WeightConfig.discovery: 33 entries, at most 32"));
+    fill_weight_config(c);
+    cl_weight_config_sort_categories(c);
+    assert_int_equal(cl_weight_config_to_avro(c, &v, err, sizeof err), CL_OK);
+    assert_int_equal(avro_value_get_by_name(&v, "discovery", &f, NULL), 0);
+    assert_int_equal(avro_value_get_by_index(&f, 1, &item, NULL), 0);
+    assert_int_equal(avro_value_get_by_name(&item, "n_examples", &x, NULL), 0);
+    assert_int_equal(avro_value_set_long(&x, -5), 0);
+    assert_int_equal(cl_weight_config_from_avro(&v, c, err, sizeof err), CL_EINVAL);
+    assert_non_null(strstr(err, "discovery[1].n_examples"));
+    fill_weight_config(c);
+    cl_weight_config_sort_categories(c);
+    assert_int_equal(cl_weight_config_to_avro(c, &v, err, sizeof err), CL_OK);
+    assert_int_equal(avro_value_get_by_name(&v, "discovery", &f, NULL), 0);
+    assert_int_equal(avro_value_get_by_index(&f, 0, &item, NULL), 0);
+    assert_int_equal(avro_value_get_by_name(&item, "delta_log_loss", &x, NULL), 0);
+    avro_value_t branch;
+    assert_int_equal(avro_value_set_branch(&x, 1, &branch), 0);
+    assert_int_equal(avro_value_set_double(&branch, NAN), 0);
+    assert_int_equal(cl_weight_config_from_avro(&v, c, err, sizeof err), CL_EINVAL);
+    assert_non_null(strstr(err, "discovery[0].delta_log_loss"));
 
     avro_value_decref(&v);
     free(c);
@@ -1266,6 +1372,86 @@ static void test_codec_roundtrip_and_evolution(void **state)
     free(w2);
 }
 
+/* A WeightConfig written before `discovery` existed (schemas/history/WeightConfig.v1.avsc,
+ * the layout already on compacted weights topics) is found by its fingerprint and
+ * decodes through the current schema with an empty discovery list and every other field
+ * intact. */
+static void test_weight_config_before_discovery_decodes(void **state)
+{
+    (void)state;
+    char err[CL_ERRLEN];
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/schemas", source_dir());
+    cl_avro_schemas *set = NULL;
+    if (cl_avro_schemas_load(dir, &set, err, sizeof err) != CL_OK)
+        fail_msg("cl_avro_schemas_load(%s): %s", dir, err);
+    const cl_avro_schema *cur = cl_avro_schemas_find(set, "closedloop.WeightConfig"), *old = NULL;
+    assert_non_null(cur);
+    for (size_t i = 0; i < cl_avro_schemas_count(set); i++) {
+        int current;
+        const cl_avro_schema *x = cl_avro_schemas_at(set, i, &current);
+        if (!current && strcmp(cl_avro_schema_name(x), "closedloop.WeightConfig") == 0 &&
+            strstr(cl_avro_schema_origin(x), "WeightConfig.v1.avsc"))
+            old = x;
+    }
+    if (!old) fail_msg("schemas/history/WeightConfig.v1.avsc is not loaded");
+    /* The fingerprint of every WeightConfig published before the change (on the wire, and
+     * as `closedloop-avro fingerprint` prints it: 71 e1 f7 24 ad 32 e0 02). */
+    assert_true(cl_avro_schema_fingerprint(old) == 0x02e032ad24f7e171ULL);
+    assert_true(cl_avro_schema_fingerprint(cur) != cl_avro_schema_fingerprint(old));
+    assert_null(strstr(cl_avro_schema_text(old), "discovery"));
+
+    cl_avro_codec *codec;
+    cl_avro_codec_opts opts = {.framing = CL_AVRO_FRAMING_SINGLE_OBJECT};
+    if (cl_avro_codec_new(&codec, set, "WeightConfig", &opts, err, sizeof err) != CL_OK)
+        fail_msg("codec: %s", err);
+    cl_weight_config *w = malloc(sizeof *w), *back = malloc(sizeof *back);
+    assert_true(w && back);
+    fill_weight_config(w);
+    cl_weight_config_sort_categories(w);
+
+    /* The same record in the old layout: through Avro JSON, minus the new field. */
+    avro_value_t *nv = cl_avro_codec_value(codec);
+    assert_int_equal(cl_weight_config_to_avro(w, nv, err, sizeof err), CL_OK);
+    json_t *j = NULL;
+    if (cl_avro_value_to_json(nv, cur, &j, err, sizeof err) != CL_OK) fail_msg("to json: %s", err);
+    assert_int_equal(json_object_del(j, "discovery"), 0);
+    avro_value_iface_t *cls = avro_generic_class_from_schema(cl_avro_schema_avro(old));
+    assert_non_null(cls);
+    avro_value_t ov;
+    assert_int_equal(avro_generic_value_new(cls, &ov), 0);
+    if (cl_avro_value_from_json(&ov, old, j, err, sizeof err) != CL_OK)
+        fail_msg("old value from json: %s", err);
+    json_decref(j);
+    static unsigned char framed[1 << 16] = {0xC3, 0x01};
+    uint64_t fp = cl_avro_schema_fingerprint(old);
+    for (int i = 0; i < 8; i++)
+        framed[2 + i] = (unsigned char)(fp >> (8 * i));
+    size_t n = encode(&ov, (char *)framed + 10, sizeof framed - 10);
+    avro_value_decref(&ov);
+    avro_value_iface_decref(cls);
+
+    avro_value_t *value;
+    if (cl_avro_codec_decode(codec, framed, n + 10, &value, err, sizeof err) != CL_OK)
+        fail_msg("decode old WeightConfig: %s", err);
+    assert_ptr_equal(cl_avro_codec_last_writer(codec), old);
+    assert_int_equal(cl_weight_config_from_avro(value, back, err, sizeof err), CL_OK);
+    assert_int_equal(back->n_discovery, 0);
+    assert_string_equal(back->model, w->model);
+    assert_true(back->version == w->version && back->status == w->status);
+    assert_int_equal(back->weights.n, w->weights.n);
+    assert_int_equal(back->n_components, 2);
+    assert_int_equal(back->components[0].n_categories, 3);
+    assert_true(back->components[1].descending);
+    assert_true(back->has_training && back->training.n_lost == 600);
+    assert_string_equal(back->reason, w->reason);
+
+    cl_avro_codec_free(codec);
+    cl_avro_schemas_free(set);
+    free(w);
+    free(back);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1283,6 +1469,7 @@ int main(void)
         cmocka_unit_test(test_enum_names),
         cmocka_unit_test(test_fastavro_interop),
         cmocka_unit_test(test_codec_roundtrip_and_evolution),
+        cmocka_unit_test(test_weight_config_before_discovery_decodes),
     };
     return cmocka_run_group_tests(tests, load_schemas, free_schemas);
 }
