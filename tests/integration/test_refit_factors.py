@@ -92,6 +92,19 @@ def test_owner_and_lead_source_are_found(env):
         assert all(e["n"] >= MIN_SUPPORT and 0 < e["rate"] < 1 for e in table.values())
         assert chal["weights"][c["name"]] > 0.05
     assert "learned factors adopted" in chal["reason"]
+    # The evidence for every candidate, region's (not adopted) too, as the report reads it.
+    ev = {e["name"]: e for e in chal["discovery"]}
+    assert set(ev) == {"owner_id_win_rate", "lead_source_win_rate", "region_win_rate"}, ev
+    assert sorted(k for k, e in ev.items() if e["adopted"]) == names
+    assert not ev["region_win_rate"]["beats_shuffled"], ev["region_win_rate"]
+    for e in ev.values():
+        assert e["kind"] == "CATEGORY_WIN_RATE" and e["permutations"] == 19
+        assert e["n_examples"] == n and e["n_with_value"] == n
+        assert e["adopted"] == e["beats_shuffled"]
+        if e["adopted"]:
+            assert e["delta_auc"] > max(0, e["shuffled_max_delta_auc"])
+            assert e["delta_log_loss"] > max(0, e["shuffled_max_delta_log_loss"])
+    assert ev["owner_id_win_rate"]["n_categories"] == len(OWNERS)
     w.stop()
 
     # scikit-learn on the same candidate features, over the challenger's own folds.

@@ -548,6 +548,45 @@ static void test_point_in_time_rates_do_not_leak(void **state)
     cl_training_rows_free(&rows);
 }
 
+/* The published evidence: one entry per evaluated candidate, in res->factors order,
+ * with the same numbers, and `adopted` exactly for the candidates that became
+ * components with a weight. */
+static void assert_discovery_published(const cl_refit_result *res, const cl_refit_options *o)
+{
+    const cl_weight_config *c = res->config;
+    assert_non_null(c);
+    assert_int_equal(c->n_discovery, res->n_factors);
+    for (size_t f = 0; f < res->n_factors; f++) {
+        const cl_refit_factor_report *fr = &res->factors[f];
+        const cl_candidate_evidence *e = &c->discovery[f];
+        assert_string_equal(e->name, fr->name);
+        assert_string_equal(e->source, fr->source);
+        assert_int_equal(e->kind, fr->kind);
+        assert_true(fr->evaluated);
+        assert_true(e->delta_auc.present && e->delta_auc.value == fr->gain_auc);
+        assert_true(e->delta_log_loss.present && e->delta_log_loss.value == fr->gain_log_loss);
+        assert_true(e->shuffled_max_delta_auc.present &&
+                    e->shuffled_max_delta_auc.value == fr->null_gain_auc);
+        assert_true(e->shuffled_max_delta_log_loss.present &&
+                    e->shuffled_max_delta_log_loss.value == fr->null_gain_log_loss);
+        assert_int_equal(e->permutations, (int32_t)o->permutations);
+        assert_int_equal(e->beats_shuffled, fr->beats_shuffled != 0);
+        assert_int_equal(e->beats_shuffled,
+                         e->delta_auc.value > 0 && e->delta_log_loss.value > 0 &&
+                             e->delta_auc.value > e->shuffled_max_delta_auc.value &&
+                             e->delta_log_loss.value > e->shuffled_max_delta_log_loss.value);
+        assert_true(e->n_examples == (int64_t)res->n_examples);
+        assert_true(e->n_with_value == e->n_examples); /* every row has owner and account */
+        double w;
+        int is_component = cl_component_def_find(c, e->name) != NULL &&
+                           cl_weight_set_get(&c->weights, e->name, &w) == CL_OK;
+        assert_int_equal(e->adopted, is_component);
+        assert_int_equal(e->adopted, fr->adopted != 0);
+    }
+    char err[CL_ERRLEN];
+    assert_int_equal(cl_weight_config_discovery_validate(c, err, sizeof err), CL_OK);
+}
+
 static void test_discovery_finds_owner_not_account(void **state)
 {
     (void)state;
@@ -579,6 +618,19 @@ static void test_discovery_finds_owner_not_account(void **state)
     assert_int_equal(cl_weight_set_get(&res.config->weights, "owner_id_win_rate", &w), CL_OK);
     assert_true(w > 0.05);
     assert_non_null(strstr(res.reason, "owner_id_win_rate"));
+    assert_string_equal(res.config->reason, res.reason); /* the reason text is unchanged */
+
+    /* Both candidates' evidence is published, the rejected one too. */
+    assert_discovery_published(&res, &o);
+    const cl_candidate_evidence *owner = &res.config->discovery[0], *acct = &res.config->discovery[1];
+    assert_string_equal(owner->name, "owner_id_win_rate");
+    assert_true(owner->adopted && owner->beats_shuffled);
+    assert_true(owner->delta_auc.value > owner->shuffled_max_delta_auc.value);
+    assert_true(owner->n_categories == 40);
+    assert_string_equal(acct->name, "account_id_win_rate");
+    assert_string_equal(acct->source, "account_id");
+    assert_false(acct->adopted);
+    assert_true(acct->n_categories == 0); /* unique per opportunity: no category has support */
     cl_refit_result_free(&res);
     cl_training_rows_free(&rows);
     free(champ);
@@ -604,6 +656,12 @@ static void test_shuffled_labels_adopt_nothing(void **state)
     for (size_t f = 0; f < res.n_factors; f++)
         assert_false(res.factors[f].adopted);
     assert_true(res.outcome != CL_REFIT_CHALLENGER);
+    /* A rejected config still tells what was tried and why nothing was taken. */
+    assert_int_equal(res.outcome, CL_REFIT_REJECTED);
+    assert_int_equal(res.n_factors, 2);
+    assert_discovery_published(&res, &o);
+    for (size_t f = 0; f < res.config->n_discovery; f++)
+        assert_false(res.config->discovery[f].adopted);
     cl_refit_result_free(&res);
     cl_training_rows_free(&rows);
     free(champ);

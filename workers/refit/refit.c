@@ -443,6 +443,35 @@ static int cmp_gain_desc(const void *a, const void *b)
     return ((*x)->gain_auc < (*y)->gain_auc) - ((*x)->gain_auc > (*y)->gain_auc);
 }
 
+_Static_assert(CL_REFIT_MAX_CANDIDATES <= CL_MAX_DISCOVERY,
+               "every candidate's evidence must fit in WeightConfig.discovery");
+
+/* The published form of a candidate's evidence. A gain that is not finite (a fold
+ * without both outcomes can make one) is published as not evaluated rather than
+ * invented. */
+static void discovery_entry(const cl_refit_factor_report *fr, size_t n_examples,
+                            size_t permutations, cl_candidate_evidence *e)
+{
+    memset(e, 0, sizeof *e);
+    cl_strlcpy(e->name, fr->name, sizeof e->name);
+    cl_strlcpy(e->source, fr->source, sizeof e->source);
+    e->kind = fr->kind;
+    int ok = fr->evaluated && isfinite(fr->gain_auc) && isfinite(fr->gain_log_loss) &&
+             isfinite(fr->null_gain_auc) && isfinite(fr->null_gain_log_loss);
+    if (ok) {
+        e->delta_auc = (cl_opt_double){true, fmin(1, fmax(-1, fr->gain_auc))};
+        e->delta_log_loss = (cl_opt_double){true, fr->gain_log_loss};
+        e->shuffled_max_delta_auc = (cl_opt_double){true, fmin(1, fmax(-1, fr->null_gain_auc))};
+        e->shuffled_max_delta_log_loss = (cl_opt_double){true, fr->null_gain_log_loss};
+        e->beats_shuffled = fr->beats_shuffled != 0;
+        e->adopted = fr->adopted != 0;
+    }
+    e->permutations = permutations > INT32_MAX ? INT32_MAX : (int32_t)permutations;
+    e->n_examples = (int64_t)n_examples;
+    e->n_with_value = (int64_t)fr->n_with_value;
+    e->n_categories = (int64_t)fr->n_categories;
+}
+
 int cl_refit_run(const cl_training_rows *rows, const cl_weight_config *champion,
                  const cl_refit_options *o, int64_t version, int64_t now_ms, cl_refit_result *res,
                  char *err, size_t errlen)
@@ -636,9 +665,21 @@ int cl_refit_run(const cl_training_rows *rows, const cl_weight_config *champion,
                 continue; /* no data for this attribute */
             }
             cl_refit_factor_report *fr = &res->factors[res->n_factors++];
+            memset(fr, 0, sizeof *fr);
             cl_strlcpy(fr->name, c->name, sizeof fr->name);
             cl_strlcpy(fr->source, source, sizeof fr->source);
             fr->kind = c->def.kind;
+            if (is_cat) {
+                const uint32_t *cat =
+                    rows->cat[find_source(rows->cat_source, rows->n_cat, source)];
+                for (size_t q = 0; q < d.n; q++)
+                    fr->n_with_value += cat[d.idx[q]] != CL_ROWS_NULL_CATEGORY;
+                fr->n_categories = c->def.n_categories;
+            } else {
+                const double *num = rows->num[find_source(rows->num_source, rows->n_num, source)];
+                for (size_t q = 0; q < d.n; q++)
+                    fr->n_with_value += isfinite(num[d.idx[q]]) != 0;
+            }
             ncols++;
         }
     }
@@ -681,10 +722,12 @@ int cl_refit_run(const cl_training_rows *rows, const cl_weight_config *champion,
         for (size_t c = 0; c < res->n_factors; c++) {
             cl_refit_factor_report *fr = &res->factors[c];
             if (drc != CL_OK) continue;
+            fr->evaluated = 1;
             fr->gain_auc = ev[c].gain_auc;
             fr->gain_log_loss = ev[c].gain_log_loss;
             fr->null_gain_auc = ev[c].null_gain_auc;
             fr->null_gain_log_loss = ev[c].null_gain_log_loss;
+            fr->beats_shuffled = ev[c].adopt != 0;
             if (ev[c].adopt) adopted[nad++] = fr;
         }
         qsort(adopted, nad, sizeof *adopted, cmp_gain_desc);
@@ -905,8 +948,12 @@ int cl_refit_run(const cl_training_rows *rows, const cl_weight_config *champion,
             vf->champion_auc = (cl_opt_double){isfinite(fh[f].auc), fh[f].auc};
     }
     cl_strlcpy(c->reason, res->reason, sizeof c->reason);
+    for (size_t f = 0; f < res->n_factors && c->n_discovery < CL_MAX_DISCOVERY; f++)
+        discovery_entry(&res->factors[f], d.n, o->permutations,
+                        &c->discovery[c->n_discovery++]);
     cl_weight_config_sort_categories(c);
     if (grc == CL_OK) grc = cl_weight_config_validate(c, gerr, sizeof gerr);
+    if (grc == CL_OK) grc = cl_weight_config_discovery_validate(c, gerr, sizeof gerr);
     if (grc != CL_OK) {
         free(c);
         reasonf(res, "guard rail: the refitted config is invalid (%s); nothing published", gerr);

@@ -11,7 +11,9 @@
  *   3. columns: the six built-ins, the champion's learned components rebuilt from the
  *      training set (point-in-time, factors.h), and candidate factors;
  *   4. discovery (optional): each candidate judged by rolling-origin validation against
- *      the same procedure on shuffled labels (common/fit.h); adopted ones join;
+ *      the same procedure on shuffled labels (common/fit.h); adopted ones join. The
+ *      evidence for every candidate, adopted or not, goes into the config's
+ *      `discovery` list (and res->factors) for the reports;
  *   5. fit: σ(a + b·Σwc) with L2 toward the champion's weights, recency half-life and
  *      the per-refit cap (common/fit.h). CL_ECONFLICT (no weights exist) and
  *      non-convergence publish nothing;
@@ -112,12 +114,17 @@ typedef enum {
 
 const char *cl_refit_outcome_name(cl_refit_outcome o);
 
+/* One candidate factor of step 4, as published in the config's `discovery` list. */
 typedef struct {
     char name[CL_NAME_MAX + 1];
     char source[CL_NAME_MAX + 1];
     cl_component_kind kind;
+    int evaluated; /* discovery ran; the gains below are 0 otherwise */
     double gain_auc, gain_log_loss, null_gain_auc, null_gain_log_loss;
-    int adopted;
+    int beats_shuffled; /* both gains above their shuffled-label maxima */
+    int adopted;        /* beats_shuffled and within the component limit: in the config */
+    size_t n_with_value; /* selected examples whose attribute is not null */
+    size_t n_categories; /* CATEGORY_WIN_RATE: categories with a rate of their own */
 } cl_refit_factor_report;
 
 typedef struct {
