@@ -22,6 +22,9 @@
 #include "util.h"
 #include "weights_log.h"
 
+/* How long a cycle that is due may wait for the consumer to catch up (see the run loop). */
+static const int64_t max_cycle_defer_ms = 300000;
+
 const cl_option cl_refit_worker_options[] = {
     {"refit.model", CL_OPT_STRING, CL_SEED_MODEL,
      "Model name this worker refits (the key prefix on the weights topic)."},
@@ -70,6 +73,7 @@ struct cl_refit_worker {
     int64_t last_cycle_ms;
     int64_t retry_after_mono;
     int64_t last_activity_mono;
+    int64_t behind_since_mono; /* first non-empty poll since the consumer was last caught up */
     struct {
         cl_prom_metric *records, *dlq, *fits, *trials, *published, *fit_seconds, *opps, *examples,
             *champion, *challenger, *auc, *pending, *last_processed;
@@ -673,8 +677,22 @@ int cl_refit_worker_run(cl_refit_worker *w, char *err, size_t errlen)
         size_t n = 0;
         rc = consume(w, msgs, &n, err, errlen);
         if (rc == CL_OK) rc = follow_weights(w, 0, err, errlen);
+        /* A cycle is decided only once the consumer has caught up with `labeled` (every
+         * assigned partition read to its end), not in the middle of a backlog: an empty
+         * poll is not enough (a fetch slower than the poll's wait returns nothing with a
+         * backlog on the broker). Otherwise the training set of a
+         * cycle would end wherever a poll batch happened to end, so a restart behind a
+         * backlog fitted (and published a challenger that blocks every later refit) on a
+         * prefix of what was already on the topic, and two replays of the same input
+         * published different weights. A stream that never drains still cycles after
+         * max_cycle_defer_ms. */
+        int caught_up = n == 0 && cl_consumer_at_end(w->consumer);
+        if (!caught_up && w->behind_since_mono == 0) w->behind_since_mono = cl_mono_ms();
+        if (caught_up) w->behind_since_mono = 0;
         int ran = 0;
-        if (rc == CL_OK) rc = maybe_cycle(w, &ran, err, errlen);
+        if (rc == CL_OK &&
+            (caught_up || cl_mono_ms() - w->behind_since_mono >= max_cycle_defer_ms))
+            rc = maybe_cycle(w, &ran, err, errlen);
         if (rc != CL_OK) break;
         if (n > 0 || ran) w->last_activity_mono = cl_mono_ms();
         if (w->exit_idle_ms > 0 && cl_mono_ms() - w->last_activity_mono >= w->exit_idle_ms) {
