@@ -7,6 +7,9 @@ The worker runs until its input is idle, publishes ModelMetrics and exits. The t
 checks the published figures against scikit-learn on the reference evaluation set, the
 poison record in the DLQ, and that replaying the same input (produced again, read by
 the same state, and read from scratch by a new group and state) changes no figure.
+A second run follows a `weights` topic holding the seed written with the schema before
+`discovery` and a challenger with discovery evidence: both decode, and the Closed Lost
+page lists the challenger's candidate factors.
 """
 import io
 import json
@@ -192,3 +195,76 @@ def test_metrics_on_the_broker(tmp_path):
     run_metrics(prefix, "g-" + uuid.uuid4().hex, tmp_path / "state2", tmp_path / "r3")
     third = read_topic(prefix + "metrics")[before:]
     assert figures(third) == figures(first)
+
+
+def weight_config(version, status, weights, components=(), discovery=None):
+    rec = {"model": h.MODEL, "version": version, "parent_version": 1 if version > 1 else None,
+           "status": status, "created_at": 1746450000000 + version, "weights": weights,
+           "stage_weights": [], "calibration": {"intercept": -3.0, "slope": 0.06},
+           "bands": {"high": 70.0, "medium": 40.0}, "components": list(components),
+           "training": None, "validation": [], "comparison": None, "reason": "test"}
+    if discovery is not None:
+        rec["discovery"] = discovery
+    return rec
+
+
+def single_object(path, rec):
+    with open(path) as f:
+        parsed = fastavro.parse_schema(json.load(f))
+    fp = bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
+    buf = io.BytesIO()
+    buf.write(b"\xc3\x01" + fp)
+    fastavro.schemaless_writer(buf, parsed, rec)
+    return buf.getvalue()
+
+
+def test_lost_report_shows_the_latest_discovery_evidence(tmp_path):
+    """The worker follows the weights topic: the seed written with the schema before
+    `discovery` (schemas/history) still decodes, and the challenger's evidence appears
+    on the Closed Lost page."""
+    ensure_broker()
+    prefix = f"itmetricsf{uuid.uuid4().hex[:10]}."
+    make_topics(prefix)
+    produce(prefix, h.history(n_opps=200, seed=29))
+    seed = weight_config(1, "CHAMPION", dict(zip(h.COMPONENTS, h.SEED_W)))
+    weights = {c: 0.9 * w for c, w in zip(h.COMPONENTS, h.CHALLENGER_W)}
+    weights["owner_id_win_rate"] = 1.0 - sum(weights.values())
+    owner = {"name": "owner_id_win_rate", "kind": "CATEGORY_WIN_RATE", "source": "owner_id",
+             "smoothing": 20.0, "overall_rate": 0.4,
+             "categories": [{"category": "005A", "rate": 0.45, "n": 120}], "breakpoints": [],
+             "descending": False, "missing_value": 50.0}
+
+    def evidence(name, source, gains, beats, adopted):
+        return {"name": name, "kind": "CATEGORY_WIN_RATE", "source": source,
+                "delta_auc": gains[0], "delta_log_loss": gains[1],
+                "shuffled_max_delta_auc": gains[2], "shuffled_max_delta_log_loss": gains[3],
+                "permutations": 19, "beats_shuffled": beats, "adopted": adopted,
+                "n_examples": 4000, "n_with_value": 4000, "n_categories": 40}
+
+    challenger = weight_config(2, "CHALLENGER", weights, [owner], [
+        evidence("owner_id_win_rate", "owner_id", (0.041, 0.006, 0.011, 0.001), True, True),
+        evidence("region_win_rate", "region<x>", (0.001, -0.0002, 0.008, 0.0012), False, False)])
+    p = Producer({"bootstrap.servers": BROKER})
+    p.produce(prefix + "weights", key=h.MODEL.encode(),
+              value=single_object(os.path.join(h.SOURCE, "schemas", "history",
+                                               "WeightConfig.v1.avsc"), seed))
+    p.produce(prefix + "weights", key=(h.MODEL + "/challenger").encode(),
+              value=single_object(os.path.join(h.SOURCE, "schemas", "WeightConfig.avsc"),
+                                  challenger))
+    assert p.flush(60) == 0
+
+    log = run_metrics(prefix, "g-" + uuid.uuid4().hex, tmp_path / "state", tmp_path / "r")
+    assert "weights_record_skipped" not in log, log[-4000:]
+    assert "version=1 status=CHAMPION" in log and "version=2 status=CHALLENGER" in log
+    html = (tmp_path / "r" / "closed-lost.html").read_text(encoding="utf-8")
+    section = html[html.index("<h2>Factors the score misses</h2>"):]
+    assert "Tested by the refit that produced version 2 (now challenger)" in section
+    owner_row = section[section.index("<code>owner_id_win_rate</code>"):]
+    owner_row = owner_row[:owner_row.index("</tr>")]
+    assert "the owner&#39;s past win rate" in owner_row and "+0.041" in owner_row
+    assert "adopted by challenger v2" in owner_row and "n = 4,000" in owner_row
+    region_row = section[section.index("<code>region_win_rate</code>"):]
+    region_row = region_row[:region_row.index("</tr>")]
+    assert "not adopted (gain within noise)" in region_row
+    assert "region&lt;x&gt;" in region_row and "region<x>" not in html
+    assert "<h3>Groups that lose more often</h3>" in section

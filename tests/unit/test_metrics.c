@@ -1,13 +1,15 @@
 /*
  * test_metrics.c — the metrics worker's pure logic: the labeled consumer rule over LMDB,
  * the row codec against hostile bytes, the horizon policy, windows, the champion vs
- * challenger pairing, pattern rules and HTML escaping.
+ * challenger pairing, pattern rules, groups that lose more often, the discovery
+ * evidence kept per model and its section of the Closed Lost page, and HTML escaping.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -359,6 +361,230 @@ static void test_empty_state_renders(void **state)
     cl_eval_set_free(s);
 }
 
+/* ---- factors the score misses ------------------------------------------------------- */
+
+static void evidence(cl_candidate_evidence *e, const char *name, cl_component_kind kind,
+                     const char *source, double dauc, double dll, double sauc, double sll,
+                     bool beats, bool adopted)
+{
+    memset(e, 0, sizeof *e);
+    snprintf(e->name, sizeof e->name, "%s", name);
+    snprintf(e->source, sizeof e->source, "%s", source);
+    e->kind = kind;
+    e->delta_auc = (cl_opt_double){true, dauc};
+    e->delta_log_loss = (cl_opt_double){true, dll};
+    e->shuffled_max_delta_auc = (cl_opt_double){true, sauc};
+    e->shuffled_max_delta_log_loss = (cl_opt_double){true, sll};
+    e->permutations = 19;
+    e->beats_shuffled = beats;
+    e->adopted = adopted;
+    e->n_examples = 1000;
+    e->n_with_value = 1000;
+    e->n_categories = kind == CL_COMPONENT_CATEGORY_WIN_RATE ? 12 : 0;
+}
+
+static void test_discovery_table_keeps_latest_evidence(void **state)
+{
+    (void)state;
+    cl_report_discovery table[2];
+    size_t n = 0;
+    cl_weight_config *c = malloc(sizeof *c);
+    cl_weight_config_seed(c, 0);
+    /* The seed carries no evidence: nothing to keep. */
+    assert_int_equal(cl_report_discovery_update(table, &n, 2, c), 0);
+    assert_int_equal(n, 0);
+
+    c->version = 5;
+    c->status = CL_MODEL_CHALLENGER;
+    evidence(&c->discovery[0], "owner_id_win_rate", CL_COMPONENT_CATEGORY_WIN_RATE, "owner_id",
+             0.03, 0.004, 0.01, 0.001, true, true);
+    c->n_discovery = 1;
+    assert_int_equal(cl_report_discovery_update(table, &n, 2, c), 1);
+    assert_int_equal(n, 1);
+    assert_true(table[0].version == 5 && table[0].status == CL_MODEL_CHALLENGER);
+    /* The promotion of the same version replaces it; a late CHALLENGER record of it does
+     * not undo the promotion (records of different keys arrive in either order). */
+    c->status = CL_MODEL_CHAMPION;
+    assert_int_equal(cl_report_discovery_update(table, &n, 2, c), 1);
+    assert_int_equal(table[0].status, CL_MODEL_CHAMPION);
+    c->status = CL_MODEL_CHALLENGER;
+    assert_int_equal(cl_report_discovery_update(table, &n, 2, c), 0);
+    assert_int_equal(table[0].status, CL_MODEL_CHAMPION);
+    /* An older version never replaces a newer one; a newer one does. */
+    c->version = 4;
+    assert_int_equal(cl_report_discovery_update(table, &n, 2, c), 0);
+    c->version = 6;
+    c->status = CL_MODEL_REJECTED;
+    c->discovery[0].adopted = false;
+    assert_int_equal(cl_report_discovery_update(table, &n, 2, c), 1);
+    assert_true(table[0].version == 6 && !table[0].factors[0].adopted && n == 1);
+    /* Another model gets its own entry; a full table refuses a third. */
+    snprintf(c->model, sizeof c->model, "other");
+    assert_int_equal(cl_report_discovery_update(table, &n, 2, c), 1);
+    snprintf(c->model, sizeof c->model, "third");
+    assert_int_equal(cl_report_discovery_update(table, &n, 2, c), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(table[0].model, CL_SEED_MODEL);
+
+    char words[256];
+    cl_report_factor_words(&c->discovery[0], words, sizeof words);
+    assert_string_equal(words, "the owner's past win rate");
+    cl_candidate_evidence e;
+    evidence(&e, "x", CL_COMPONENT_NUMERIC_PERCENTILE, "amount", 0, 0, 0, 0, false, false);
+    cl_report_factor_words(&e, words, sizeof words);
+    assert_string_equal(words, "deal size, ranked against past deals");
+    evidence(&e, "x", CL_COMPONENT_CATEGORY_WIN_RATE, "partner", 0, 0, 0, 0, false, false);
+    cl_report_factor_words(&e, words, sizeof words);
+    assert_string_equal(words, "the past win rate of the deal's 'partner'");
+    free(c);
+}
+
+/* 300 deals: owner-A (60 deals) loses 80%, owner-B (20 deals) loses all of them but is
+ * below the minimum sample, the other owners lose 30%; the first 150 deals are in a
+ * segment whose name must be escaped. */
+static cl_eval_set *lost_groups_set(void)
+{
+    size_t n = 300;
+    cl_metrics_row *rs = calloc(n, sizeof *rs);
+    for (size_t i = 0; i < n; i++) {
+        char opp[32];
+        snprintf(opp, sizeof opp, "006G%05zu", i);
+        int lost = i < 60 ? i % 5 != 0 : i < 80 ? 1 : i % 10 < 3;
+        cl_labeled_example *e = ex_new(opp, "s", 1, !lost, 20100, 20080, 50);
+        const char *owner = i < 60    ? "owner-A"
+                            : i < 80  ? "owner-B"
+                            : i % 4 == 0 ? "owner-C"
+                            : i % 4 == 1 ? "owner-D"
+                            : i % 4 == 2 ? "owner-E"
+                                         : "owner-F";
+        snprintf(e->snapshot.owner_id, sizeof e->snapshot.owner_id, "%s", owner);
+        snprintf(e->snapshot.segment, sizeof e->snapshot.segment, "%s",
+                 i < 150 ? "<Ent&erprise>" : "SMB");
+        assert_int_equal(cl_metrics_row_from_example(e, NULL, &rs[i], NULL, 0), CL_OK);
+        free(e);
+    }
+    cl_eval_options o;
+    cl_eval_options_defaults(&o);
+    cl_eval_set *s;
+    char err[CL_ERRLEN];
+    assert_int_equal(cl_eval_set_from_rows(rs, n, &o, &s, err, sizeof err), CL_OK);
+    free(rs);
+    return s;
+}
+
+static void test_groups_that_lose_more_often(void **state)
+{
+    (void)state;
+    cl_eval_set *s = lost_groups_set();
+    cl_metrics_window w[8];
+    assert_true(cl_eval_windows(s, w, 8) >= 1);
+    cl_pattern_options po;
+    cl_pattern_options_defaults(&po);
+    cl_patterns p;
+    char err[CL_ERRLEN];
+    assert_int_equal(cl_patterns_analyse(s, 0, &w[0], &po, &p, err, sizeof err), CL_OK);
+    /* lost: 48 (A) + 20 (B) + 66 of the other 220 = 134 of 300 */
+    assert_int_equal(p.lost, 134);
+    int owner_a = 0, segment = 0;
+    for (size_t i = 0; i < p.n_lost_groups; i++) {
+        const cl_pattern_lost_group *g = &p.lost_groups[i];
+        const char *key = cl_eval_string(s, g->key);
+        assert_true(g->n >= (int64_t)po.min_sample && g->lift >= po.min_lift &&
+                    g->p_value < po.max_p_value);
+        assert_true(strcmp(key, "owner-B") != 0); /* 20 deals: below the minimum sample */
+        if (g->attr == CL_EVAL_OWNER && strcmp(key, "owner-A") == 0) {
+            owner_a = 1;
+            assert_true(g->n == 60 && g->lost == 48);
+            assert_true(fabs(g->lift - 0.8 / (134.0 / 300)) < 1e-12);
+            assert_true(fabs(g->support - 0.2) < 1e-12);
+        }
+        if (g->attr == CL_EVAL_SEGMENT) {
+            segment = 1;
+            assert_string_equal(key, "<Ent&erprise>");
+        }
+    }
+    assert_true(owner_a && segment);
+    cl_patterns_free(&p);
+    /* A minimum sample above owner-A's size leaves it out. */
+    po.min_sample = 61;
+    assert_int_equal(cl_patterns_analyse(s, 0, &w[0], &po, &p, err, sizeof err), CL_OK);
+    for (size_t i = 0; i < p.n_lost_groups; i++)
+        assert_true(p.lost_groups[i].attr != CL_EVAL_OWNER);
+    cl_patterns_free(&p);
+    cl_eval_set_free(s);
+}
+
+static void test_lost_report_lists_missed_factors(void **state)
+{
+    (void)state;
+    cl_eval_set *s = lost_groups_set();
+    cl_report_discovery *d = calloc(1, sizeof *d);
+    snprintf(d->model, sizeof d->model, "%s", CL_SEED_MODEL);
+    d->version = 7;
+    d->status = CL_MODEL_CHALLENGER;
+    d->created_at = 1746450000000;
+    evidence(&d->factors[0], "owner_id_win_rate", CL_COMPONENT_CATEGORY_WIN_RATE, "owner_id",
+             0.031, 0.0042, 0.012, 0.0011, true, true);
+    evidence(&d->factors[1], "lead_source_win_rate", CL_COMPONENT_CATEGORY_WIN_RATE,
+             "lead_source", 0.002, -0.0001, 0.009, 0.0015, false, false);
+    evidence(&d->factors[2], "x<script>alert(1)</script>", CL_COMPONENT_CATEGORY_WIN_RATE,
+             "a&b\"c", 0, 0, 0, 0, false, false);
+    d->factors[2].delta_auc.present = d->factors[2].delta_log_loss.present = false;
+    d->factors[2].n_with_value = 940;
+    d->n = 3;
+    cl_report_options ro;
+    cl_report_options_defaults(&ro);
+    ro.discovery = d;
+    ro.ndiscovery = 1;
+    cl_buf won, lost;
+    cl_buf_init(&won, 0);
+    cl_buf_init(&lost, 0);
+    char err[CL_ERRLEN];
+    assert_int_equal(cl_report_render(s, &ro, &won, &lost, err, sizeof err), CL_OK);
+    const char *h = lost.data;
+    assert_non_null(strstr(h, "<h2>Factors the score misses</h2>"));
+    assert_non_null(strstr(h, "Tested by the refit that produced version 7 (now challenger)"));
+    assert_non_null(strstr(h, "repeated 19 times"));
+    const char *row = strstr(h, "<code>owner_id_win_rate</code>");
+    assert_non_null(row);
+    assert_non_null(strstr(row, "the owner&#39;s past win rate"));
+    assert_non_null(strstr(row, "+0.031"));
+    assert_non_null(strstr(row, "+0.0042"));
+    assert_non_null(strstr(row, "+0.012 / +0.0011"));
+    assert_non_null(strstr(row, "n = 1,000; 12 groups with enough history"));
+    assert_non_null(strstr(row, "adopted by challenger v7"));
+    row = strstr(h, "<code>lead_source_win_rate</code>");
+    assert_non_null(row);
+    assert_non_null(strstr(row, "not adopted (gain within noise)"));
+    /* Hostile strings from the weights topic are escaped, never markup. */
+    assert_null(strstr(h, "<script"));
+    row = strstr(h, "<code>x&lt;script&gt;alert(1)&lt;/script&gt;</code>");
+    assert_non_null(row);
+    assert_non_null(strstr(row, "a&amp;b&quot;c"));
+    assert_non_null(strstr(row, "n = 1,000 (940 with a value)"));
+    assert_non_null(strstr(row, "not evaluated"));
+    /* The groups, from the evaluated deals themselves. */
+    row = strstr(h, "<h3>Groups that lose more often</h3>");
+    assert_non_null(row);
+    assert_non_null(strstr(row, "<tr><td>Owner</td><td>owner-A</td><td class=\"n\">60</td>"
+                                "<td class=\"n\">48</td><td class=\"n\">80%</td>"));
+    assert_non_null(strstr(row, "<td>Segment</td><td>&lt;Ent&amp;erprise&gt;</td>"));
+    assert_null(strstr(row, "owner-B"));
+    assert_null(strstr(h, "<Ent&"));
+
+    /* Another model's evidence is not this model's. */
+    snprintf(d->model, sizeof d->model, "other_model");
+    cl_buf_reset(&won);
+    cl_buf_reset(&lost);
+    assert_int_equal(cl_report_render(s, &ro, &won, &lost, err, sizeof err), CL_OK);
+    assert_non_null(strstr(lost.data, "No refit of this model has tested candidate factors yet"));
+    assert_null(strstr(lost.data, "owner_id_win_rate"));
+    cl_buf_free(&won);
+    cl_buf_free(&lost);
+    free(d);
+    cl_eval_set_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -368,6 +594,9 @@ int main(void)
         cmocka_unit_test(test_patterns_rule_needs_sample_and_lift),
         cmocka_unit_test(test_html_escape_and_url),
         cmocka_unit_test(test_empty_state_renders),
+        cmocka_unit_test(test_discovery_table_keeps_latest_evidence),
+        cmocka_unit_test(test_groups_that_lose_more_often),
+        cmocka_unit_test(test_lost_report_lists_missed_factors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

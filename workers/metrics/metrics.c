@@ -34,6 +34,9 @@
 #define WINDOWS_MAX 64
 #define FLUSH_TIMEOUT_MS 60000
 #define OFFLINE_LINE_MAX (4u * 1024 * 1024)
+/* Models whose factor-discovery evidence is kept for the reports (the worker reports on
+ * one; a few more cost ~12 KiB each). */
+#define DISCOVERY_MODELS 16
 
 const cl_option cl_metrics_options[] = {
     {"metrics.horizon", CL_OPT_STRING, "LATEST_BEFORE_HORIZON",
@@ -94,6 +97,8 @@ struct cl_metrics_worker {
     cl_model_metrics *mm;
     cl_eval_model models[CL_EVAL_MODELS_MAX];
     size_t nmodels;
+    cl_report_discovery *discovery; /* per model, DISCOVERY_MODELS */
+    size_t ndiscovery;
 
     cl_store *store;
     cl_store_txn *txn;
@@ -225,6 +230,12 @@ static int follow_weights(cl_metrics_worker *w)
             continue;
         }
         models_put(w, w->wc);
+        if (cl_report_discovery_update(w->discovery, &w->ndiscovery, DISCOVERY_MODELS,
+                                       w->wc)) {
+            w->report.discovery = w->discovery;
+            w->report.ndiscovery = w->ndiscovery;
+            w->dirty = 1;
+        }
         cl_log(CL_LOG_INFO, "weights_seen", "model=%s version=%" PRId64 " status=%s",
                w->wc->model, w->wc->version, cl_model_status_name(w->wc->status));
     }
@@ -648,7 +659,8 @@ static int common_new(cl_config *cfg, cl_metrics_worker *w, char *err, size_t er
     w->wc = malloc(sizeof *w->wc);
     w->example = malloc(sizeof *w->example);
     w->mm = malloc(sizeof *w->mm);
-    if (!w->seed || !w->wc || !w->example || !w->mm)
+    w->discovery = calloc(DISCOVERY_MODELS, sizeof *w->discovery);
+    if (!w->seed || !w->wc || !w->example || !w->mm || !w->discovery)
         return cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
     cl_weight_config_seed(w->seed, 0);
     models_put(w, w->seed);
@@ -850,6 +862,7 @@ void cl_metrics_worker_free(cl_metrics_worker *w)
     pthread_mutex_destroy(&w->reports_lock);
     free(w->seed);
     free(w->wc);
+    free(w->discovery);
     free(w->example);
     free(w->mm);
     free(w);

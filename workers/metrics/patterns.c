@@ -21,7 +21,11 @@ void cl_pattern_options_defaults(cl_pattern_options *o)
     o->max_rules = 15;
     o->max_cases = 50;
     o->max_weight_change = 0.10;
+    o->max_groups = 3;
 }
+
+const int cl_pattern_lost_attrs[CL_PATTERN_LOST_ATTRS] = {
+    CL_EVAL_OWNER, CL_EVAL_SEGMENT, CL_EVAL_LEAD_SOURCE, CL_EVAL_PRODUCT, CL_EVAL_STAGE};
 
 double cl_pattern_two_proportion_p(int64_t hits_a, int64_t n_a, int64_t hits_b, int64_t n_b)
 {
@@ -42,9 +46,11 @@ void cl_patterns_free(cl_patterns *p)
     free(p->rules);
     free(p->high_losses);
     free(p->low_wins);
+    free(p->lost_groups);
     p->rules = NULL;
     p->high_losses = p->low_wins = NULL;
-    p->nrules = p->n_high_losses = p->n_low_wins = 0;
+    p->lost_groups = NULL;
+    p->nrules = p->n_high_losses = p->n_low_wins = p->n_lost_groups = 0;
 }
 
 /* ---- rules ------------------------------------------------------------------------- */
@@ -199,6 +205,77 @@ static int category_rules(const cl_eval_set *s, const cl_eval_version *v, const 
     }
     free(acc);
     return rc;
+}
+
+/* ---- groups that lose more often ------------------------------------------------- */
+
+typedef struct {
+    uint32_t key;
+    uint8_t lost;
+} keyed_label;
+
+static int keyed_label_cmp(const void *pa, const void *pb)
+{
+    const keyed_label *a = pa, *b = pb;
+    return (a->key > b->key) - (a->key < b->key);
+}
+
+static int lost_group_cmp(const void *pa, const void *pb)
+{
+    const cl_pattern_lost_group *a = pa, *b = pb;
+    if (a->lift != b->lift)
+        return a->lift > b->lift ? -1 : 1;
+    if (a->n != b->n)
+        return a->n > b->n ? -1 : 1;
+    return (a->key > b->key) - (a->key < b->key);
+}
+
+/* Sorting (key, label) pairs groups the categories in O(n log n) whatever the
+ * attribute's cardinality (owners can number in the thousands). */
+static int lost_groups(const cl_eval_version *v, const size_t *idx, size_t n, cl_patterns *p,
+                       const cl_pattern_options *o)
+{
+    keyed_label *kl = malloc((n ? n : 1) * sizeof *kl);
+    cl_pattern_lost_group *cand = malloc((n ? n : 1) * sizeof *cand);
+    size_t cap = CL_PATTERN_LOST_ATTRS * o->max_groups;
+    p->lost_groups = calloc(cap ? cap : 1, sizeof *p->lost_groups);
+    if (!kl || !cand || !p->lost_groups) {
+        free(kl);
+        free(cand);
+        return CL_ENOMEM;
+    }
+    for (size_t a = 0; a < CL_PATTERN_LOST_ATTRS; a++) {
+        int attr = cl_pattern_lost_attrs[a];
+        size_t m = 0, nc = 0;
+        for (size_t i = 0; i < n; i++) {
+            const cl_eval_item *it = &v->items[idx[i]];
+            if (it->attr[attr] != 0)
+                kl[m++] = (keyed_label){it->attr[attr], (uint8_t)!it->won};
+        }
+        qsort(kl, m, sizeof *kl, keyed_label_cmp);
+        for (size_t i = 0; i < m;) {
+            size_t j = i;
+            int64_t lost = 0;
+            while (j < m && kl[j].key == kl[i].key)
+                lost += kl[j++].lost;
+            int64_t gn = (int64_t)(j - i);
+            cl_pattern_lost_group g = {attr, kl[i].key, gn, lost, 0, 0, 0, 1};
+            g.rate = (double)lost / (double)gn;
+            g.lift = p->base_lost_rate > 0 ? g.rate / p->base_lost_rate : 0;
+            g.support = (double)gn / (double)p->n;
+            g.p_value = cl_pattern_two_proportion_p(lost, gn, p->lost - lost, p->n - gn);
+            if (gn >= (int64_t)o->min_sample && p->base_lost_rate > 0 && g.lift >= o->min_lift &&
+                g.p_value < o->max_p_value)
+                cand[nc++] = g;
+            i = j;
+        }
+        qsort(cand, nc, sizeof *cand, lost_group_cmp);
+        for (size_t i = 0; i < nc && i < o->max_groups; i++)
+            p->lost_groups[p->n_lost_groups++] = cand[i];
+    }
+    free(kl);
+    free(cand);
+    return CL_OK;
 }
 
 /* ---- cases ------------------------------------------------------------------------- */
@@ -433,6 +510,10 @@ int cl_patterns_analyse(const cl_eval_set *s, size_t vi, const cl_metrics_window
     if (cases_of(v, idx, n, out, 0, o->max_cases, &out->high_losses, &out->n_high_losses) !=
             CL_OK ||
         cases_of(v, idx, n, out, 1, o->max_cases, &out->low_wins, &out->n_low_wins) != CL_OK) {
+        rc = cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
+        goto done;
+    }
+    if (lost_groups(v, idx, n, out, o) != CL_OK) {
         rc = cl_seterr(err, errlen, CL_ENOMEM, "out of memory");
         goto done;
     }

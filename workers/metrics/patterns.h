@@ -27,6 +27,12 @@
  *     mean over the evaluated deals), in score points; positive pushed the score above
  *     an average deal's. Only the six built-in components (a learned component needs
  *     attributes the metrics state does not keep).
+ *   - group that loses more often: over all evaluated deals (any score), a category of
+ *     owner, segment, lead source, product or stage whose lost rate is at least
+ *     min_lift times the overall lost rate, with at least min_sample deals and p <
+ *     max_p_value against the rest of the deals (the same bars as a rule). The largest
+ *     lifts, at most max_groups per attribute. They point at factors the score misses:
+ *     a group that loses this much more is not something the score already knows.
  *   - recommendation: for each built-in component, a target weight proportional to how
  *     well the component alone separates won from lost (max(0, 2·AUC − 1)), blended
  *     half-way with the current weight, each move capped at max_weight_change and the
@@ -51,6 +57,7 @@ typedef struct {
     size_t max_rules;        /* per kind (default 15) */
     size_t max_cases;        /* listed high-scored losses / low-scored wins (default 50) */
     double max_weight_change;/* per recommendation (default 0.10) */
+    size_t max_groups;       /* groups that lose more often, per attribute (default 3) */
 } cl_pattern_options;
 
 void cl_pattern_options_defaults(cl_pattern_options *o);
@@ -82,6 +89,17 @@ typedef struct {
     int top_positive, top_negative; /* component index, -1 when none */
 } cl_pattern_case;
 
+/* The attributes searched for groups that lose more often, in display order. */
+#define CL_PATTERN_LOST_ATTRS 5
+extern const int cl_pattern_lost_attrs[CL_PATTERN_LOST_ATTRS]; /* CL_EVAL_OWNER, ... */
+
+typedef struct {
+    int attr;                 /* CL_EVAL_* */
+    uint32_t key;             /* cl_eval_string id of the category */
+    int64_t n, lost;
+    double rate, lift, support, p_value; /* rate = lost / n; lift = rate / overall */
+} cl_pattern_lost_group;
+
 typedef struct {
     const char *component;
     double current, suggested;
@@ -105,6 +123,9 @@ typedef struct {
     size_t n_low_wins;
     cl_pattern_recommendation recommendations[CL_NUM_BUILTINS];
     size_t nrecommendations;
+    /* Grouped by attribute in cl_pattern_lost_attrs order, largest lift first within. */
+    cl_pattern_lost_group *lost_groups;
+    size_t n_lost_groups;
 } cl_patterns;
 
 /* Analyses version vi in window w. `weights` may be NULL (then the version's weights

@@ -868,6 +868,267 @@ static void rules_table(out_t *o, const cl_patterns *p, cl_rule_kind kind)
         put(o, "<p class=\"note\">No pattern with enough deals behind it.</p>\n");
 }
 
+/* ---- factors the score misses -------------------------------------------------------- */
+
+/* A later status of the same version replaces an earlier one; records of different keys
+ * (hence partitions) of the weights topic can arrive in either order. */
+static int status_rank(cl_model_status s)
+{
+    switch (s) {
+    case CL_MODEL_CANDIDATE:
+        return 0;
+    case CL_MODEL_CHALLENGER:
+        return 1;
+    case CL_MODEL_CHAMPION:
+    case CL_MODEL_REJECTED:
+        return 2;
+    default:
+        return 3;
+    }
+}
+
+int cl_report_discovery_update(cl_report_discovery *table, size_t *n, size_t cap,
+                               const cl_weight_config *c)
+{
+    if (c->n_discovery == 0)
+        return 0;
+    size_t i = 0;
+    while (i < *n && strcmp(table[i].model, c->model) != 0)
+        i++;
+    if (i == *n) {
+        if (*n == cap)
+            return 0;
+        (*n)++;
+    } else if (c->version < table[i].version ||
+               (c->version == table[i].version &&
+                status_rank(c->status) < status_rank(table[i].status))) {
+        return 0;
+    }
+    cl_report_discovery *d = &table[i];
+    cl_strlcpy(d->model, c->model, sizeof d->model);
+    d->version = c->version;
+    d->status = c->status;
+    d->created_at = c->created_at;
+    d->n = c->n_discovery < CL_MAX_DISCOVERY ? c->n_discovery : CL_MAX_DISCOVERY;
+    memcpy(d->factors, c->discovery, d->n * sizeof *d->factors);
+    return 1;
+}
+
+void cl_report_factor_words(const cl_candidate_evidence *e, char *out, size_t len)
+{
+    static const struct {
+        cl_component_kind kind;
+        const char *source, *words;
+    } known[] = {
+        {CL_COMPONENT_CATEGORY_WIN_RATE, "owner_id", "the owner's past win rate"},
+        {CL_COMPONENT_CATEGORY_WIN_RATE, "account_id", "the account's past win rate"},
+        {CL_COMPONENT_CATEGORY_WIN_RATE, "lead_source", "the past win rate of the deal's lead source"},
+        {CL_COMPONENT_CATEGORY_WIN_RATE, "segment", "the past win rate of the deal's segment"},
+        {CL_COMPONENT_CATEGORY_WIN_RATE, "region", "the past win rate of the deal's region"},
+        {CL_COMPONENT_CATEGORY_WIN_RATE, "product", "the past win rate of the deal's product"},
+        {CL_COMPONENT_CATEGORY_WIN_RATE, "stage", "the past win rate of deals in the same stage"},
+        {CL_COMPONENT_CATEGORY_WIN_RATE, "type", "the past win rate of the deal's type"},
+        {CL_COMPONENT_CATEGORY_WIN_RATE, "currency", "the past win rate of deals in the same currency"},
+        {CL_COMPONENT_NUMERIC_PERCENTILE, "amount", "deal size, ranked against past deals"},
+        {CL_COMPONENT_NUMERIC_PERCENTILE, "days_open", "how long the deal has been open"},
+        {CL_COMPONENT_NUMERIC_PERCENTILE, "days_in_stage", "how long the deal has sat in its stage"},
+        {CL_COMPONENT_NUMERIC_PERCENTILE, "days_to_close", "days left to the expected close date"},
+        {CL_COMPONENT_NUMERIC_PERCENTILE, "opportunity_score", "the CRM's own opportunity score"},
+        {CL_COMPONENT_NUMERIC_PERCENTILE, "account_score", "the CRM's own account score"},
+    };
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (known[i].kind == e->kind && strcmp(known[i].source, e->source) == 0) {
+            snprintf(out, len, "%s", known[i].words);
+            return;
+        }
+    switch (e->kind) {
+    case CL_COMPONENT_CATEGORY_WIN_RATE:
+        snprintf(out, len, "the past win rate of the deal's '%.128s'", e->source);
+        break;
+    case CL_COMPONENT_NUMERIC_PERCENTILE:
+        snprintf(out, len, "'%.128s', ranked against past deals", e->source);
+        break;
+    default:
+        snprintf(out, len, "'%.128s' as the CRM gives it", e->source);
+    }
+}
+
+static const char *status_words(cl_model_status s)
+{
+    switch (s) {
+    case CL_MODEL_CANDIDATE:
+        return "candidate";
+    case CL_MODEL_CHALLENGER:
+        return "challenger";
+    case CL_MODEL_CHAMPION:
+        return "champion";
+    case CL_MODEL_REJECTED:
+        return "rejected";
+    default:
+        return "retired";
+    }
+}
+
+static const char *attr_words(int attr)
+{
+    switch (attr) {
+    case CL_EVAL_OWNER:
+        return "Owner";
+    case CL_EVAL_SEGMENT:
+        return "Segment";
+    case CL_EVAL_LEAD_SOURCE:
+        return "Lead source";
+    case CL_EVAL_PRODUCT:
+        return "Product";
+    case CL_EVAL_STAGE:
+        return "Stage";
+    default:
+        return cl_eval_attr_names[attr];
+    }
+}
+
+static void factor_decision(out_t *o, const cl_report_discovery *d, const cl_candidate_evidence *e)
+{
+    if (!e->delta_auc.present) {
+        put(o, "not evaluated (the test could not run on these deals)");
+    } else if (e->adopted) {
+        switch (d->status) {
+        case CL_MODEL_REJECTED:
+            putf(o, "<span class=\"good\">adopted by v%" PRId64 "</span>, which was rejected (it "
+                    "did not beat the champion overall)",
+                 d->version);
+            break;
+        case CL_MODEL_CHAMPION:
+            putf(o, "<span class=\"good\">adopted by v%" PRId64 "</span>, now the champion",
+                 d->version);
+            break;
+        case CL_MODEL_RETIRED:
+            putf(o, "<span class=\"good\">adopted by v%" PRId64 "</span>, since retired",
+                 d->version);
+            break;
+        default:
+            putf(o, "<span class=\"good\">adopted by %s v%" PRId64 "</span>",
+                 status_words(d->status), d->version);
+        }
+    } else if (e->beats_shuffled) {
+        put(o, "not adopted: it passed, but the model already holds as many learned factors as "
+               "it may");
+    } else {
+        put(o, "not adopted (gain within noise)");
+    }
+}
+
+static void discovery_table(out_t *o, const cl_report_discovery *d)
+{
+    char ts[32], a[32], b[32], words[300];
+    cl_format_timestamp(d->created_at, ts);
+    int64_t n_examples = 0;
+    int32_t permutations = 0;
+    for (size_t i = 0; i < d->n; i++) {
+        if (d->factors[i].n_examples > n_examples)
+            n_examples = d->factors[i].n_examples;
+        if (d->factors[i].permutations > permutations)
+            permutations = d->factors[i].permutations;
+    }
+    fmt_count(a, sizeof a, n_examples);
+    putf(o, "<p>Tested by the refit that produced version %" PRId64 " (now %s), published %s, "
+            "on %s past deals.</p>\n",
+         d->version, status_words(d->status), ts, a);
+    putf(o, "<p class=\"note\">Each factor was tested the way it would have been used: the "
+            "model was trained on older deals and checked on newer ones, with and without the "
+            "factor. <b>AUC gain</b>: how much better the model then tells won from lost deals "
+            "(AUC 0.5 is a coin flip, 1 is perfect; +0.01 is a real improvement). <b>Log-loss "
+            "gain</b>: how much better its win probabilities became (positive is better). Some "
+            "gain appears by chance alone, so the same test was repeated %d times with the "
+            "outcomes shuffled; a factor counts only when its real gains beat every shuffled "
+            "one.</p>\n",
+         (int)permutations);
+    put(o, "<table><tr><th>Factor</th><th>What it measures</th><th>AUC gain</th>"
+           "<th>Log-loss gain</th><th>Best gain on shuffled outcomes (AUC / log loss)</th>"
+           "<th>Beats shuffled outcomes</th><th>Deals</th><th>Decision</th></tr>");
+    for (size_t i = 0; i < d->n; i++) {
+        const cl_candidate_evidence *e = &d->factors[i];
+        cl_report_factor_words(e, words, sizeof words);
+        put(o, "<tr><td><code>");
+        esc(o, e->name);
+        put(o, "</code></td><td>");
+        esc(o, words);
+        put(o, "</td>");
+        if (e->delta_auc.present && e->delta_log_loss.present &&
+            e->shuffled_max_delta_auc.present && e->shuffled_max_delta_log_loss.present)
+            putf(o, "<td class=\"n\">%+.3f</td><td class=\"n\">%+.4f</td><td class=\"n\">%+.3f / "
+                    "%+.4f</td><td>%s</td>",
+                 e->delta_auc.value, e->delta_log_loss.value, e->shuffled_max_delta_auc.value,
+                 e->shuffled_max_delta_log_loss.value,
+                 e->beats_shuffled ? "<span class=\"good\">yes</span>" : "no");
+        else
+            put(o, "<td class=\"n\">-</td><td class=\"n\">-</td><td class=\"n\">-</td><td>-</td>");
+        fmt_count(a, sizeof a, e->n_examples);
+        fmt_count(b, sizeof b, e->n_with_value);
+        if (e->n_with_value == e->n_examples)
+            putf(o, "<td class=\"n\">n = %s", a);
+        else
+            putf(o, "<td class=\"n\">n = %s (%s with a value)", a, b);
+        if (e->kind == CL_COMPONENT_CATEGORY_WIN_RATE)
+            putf(o, "; %" PRId64 " group%s with enough history", e->n_categories,
+                 e->n_categories == 1 ? "" : "s");
+        put(o, "</td><td>");
+        factor_decision(o, d, e);
+        put(o, "</td></tr>");
+    }
+    put(o, "</table>\n");
+}
+
+static void factors_section(out_t *o, const cl_eval_set *s, const cl_report_options *opt,
+                            const char *model, const cl_patterns *p)
+{
+    put(o, "<h2>Factors the score misses</h2>\n<p>The score is built from six components. Deals "
+           "are also won or lost for reasons outside them: who owns the deal, where it came "
+           "from, what is being sold. Below: what the refit worker found when it tested such "
+           "factors on past deals, and the groups of deals that lose more often than "
+           "average.</p>\n<h3>Candidate factors tested</h3>\n");
+    const cl_report_discovery *d = NULL;
+    for (size_t i = 0; opt->discovery && i < opt->ndiscovery; i++)
+        if (strcmp(opt->discovery[i].model, model) == 0)
+            d = &opt->discovery[i];
+    if (d && d->n > 0)
+        discovery_table(o, d);
+    else
+        put(o, "<p class=\"note\">No refit of this model has tested candidate factors yet "
+               "(the refit worker tests them when refit.discover is on; the results arrive "
+               "with its next published version).</p>\n");
+
+    char a[32];
+    fmt_count(a, sizeof a, p->n);
+    putf(o, "<h3>Groups that lose more often</h3>\n<p class=\"note\">Among the %s evaluated "
+            "deals (%.0f%% lost): the owners, segments, lead sources, products and stages whose "
+            "deals were lost at least %.1f times as often as average, with at least %zu deals "
+            "and unlikely to be chance (p &lt; %.2f); at most %zu per attribute. Lift = the "
+            "group's lost rate divided by the overall lost rate; support = the group's share "
+            "of all evaluated deals. A group here that no factor above covers is worth adding "
+            "to the refit's candidates.</p>\n",
+         a, 100 * p->base_lost_rate, opt->patterns.min_lift, opt->patterns.min_sample,
+         opt->patterns.max_p_value, opt->patterns.max_groups);
+    if (p->n_lost_groups == 0) {
+        put(o, "<p class=\"note\">No group is large enough and loses clearly more often than "
+               "average.</p>\n");
+        return;
+    }
+    put(o, "<table><tr><th>Attribute</th><th>Group</th><th>Deals</th><th>Lost</th>"
+           "<th>Lost rate</th><th>Overall</th><th>Lift</th><th>Support</th><th>p-value</th></tr>");
+    for (size_t i = 0; i < p->n_lost_groups; i++) {
+        const cl_pattern_lost_group *g = &p->lost_groups[i];
+        putf(o, "<tr><td>%s</td><td>", attr_words(g->attr));
+        esc(o, cl_eval_string(s, g->key));
+        putf(o, "</td><td class=\"n\">%" PRId64 "</td><td class=\"n\">%" PRId64 "</td>"
+                "<td class=\"n\">%.0f%%</td><td class=\"n\">%.0f%%</td><td class=\"n\">%.2f</td>"
+                "<td class=\"n\">%.1f%%</td><td class=\"n\">%.4f</td></tr>",
+             g->n, g->lost, 100 * g->rate, 100 * p->base_lost_rate, g->lift, 100 * g->support,
+             g->p_value);
+    }
+    put(o, "</table>\n");
+}
+
 static void render_lost(out_t *o, const cl_eval_set *s, const cl_report_options *opt, int vi,
                         const cl_model_metrics *m, const cl_patterns *p, const char *wlabel)
 {
@@ -962,6 +1223,7 @@ static void render_lost(out_t *o, const cl_eval_set *s, const cl_report_options 
                 "deals before any reaches production.</p>\n",
              opt->patterns.max_weight_change);
     }
+    factors_section(o, s, opt, v->model, p);
     page_tail(o);
 }
 

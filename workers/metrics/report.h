@@ -9,8 +9,11 @@
  * wins the model scored LOW.
  * Closed Lost analysis: the deals scored HIGH that were lost (with the components that
  * pushed each one up and down), the failure patterns as rules with support and lift,
- * the components that misled inside the HIGH band, and concrete weight changes with
- * their evidence.
+ * the components that misled inside the HIGH band, concrete weight changes with
+ * their evidence, and the factors the score misses: every candidate factor the latest
+ * refit tested (WeightConfig.discovery: validated AUC and log-loss gains, whether they
+ * beat shuffled labels, the deals behind them, whether that version adopted it) and
+ * the owners, segments, lead sources, products and stages that lose more often.
  *
  * Why this shape: the readers are sales leaders, so the pages use plain words and show
  * every number next to how many deals it rests on; the files are mailed around and
@@ -31,11 +34,34 @@
 #include "patterns.h"
 #include "util.h"
 
+/* The factor-discovery evidence of one model: from the config with the highest version
+ * that carries any (a later status record of that version replaces it, so the
+ * promotion of a challenger shows). Kept by the worker from the weights topic. */
+typedef struct {
+    char model[CL_NAME_MAX + 1];
+    int64_t version;
+    cl_model_status status;
+    int64_t created_at;
+    cl_candidate_evidence factors[CL_MAX_DISCOVERY];
+    size_t n;
+} cl_report_discovery;
+
+/* Folds config c into table[0..*n) (capacity cap). Returns 1 when the table changed,
+ * 0 when c carries no evidence or older evidence than the table's, or when the table is
+ * full (the model is then not reported on). */
+int cl_report_discovery_update(cl_report_discovery *table, size_t *n, size_t cap,
+                               const cl_weight_config *c);
+
+/* In plain words, what a candidate factor measures ("the owner's past win rate"). */
+void cl_report_factor_words(const cl_candidate_evidence *e, char *out, size_t len);
+
 typedef struct {
     const char *model;          /* model reported on (NULL: the seed model's name) */
     const char *salesforce_url; /* NULL or "": ids are not linked */
     int64_t generated_at;       /* ms; printed, and the only time-dependent content */
     cl_pattern_options patterns;
+    const cl_report_discovery *discovery; /* per model; may be NULL */
+    size_t ndiscovery;
 } cl_report_options;
 
 void cl_report_options_defaults(cl_report_options *o);
