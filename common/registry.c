@@ -38,6 +38,10 @@ const cl_option cl_registry_options[] = {
      600000},
     {"schema.registry.retries", CL_OPT_INT, "3",
      "retries on connection errors, timeouts, HTTP 429 and 5xx", 0, 0, 100},
+    {"schema.registry.ssl.verify", CL_OPT_BOOL, "true",
+     "verify the registry's TLS certificate and host name; false is insecure and logged as a "
+     "warning at start",
+     0, 0, 0},
     {"schema.registry.ssl.ca.location", CL_OPT_STRING, NULL, "PEM CA bundle to verify the registry",
      0, 0, 0},
     {"schema.registry.ssl.certificate.location", CL_OPT_STRING, NULL,
@@ -72,6 +76,7 @@ struct cl_registry {
     char *auth_header; /* "Authorization: Bearer ..." or NULL */
     int64_t timeout_ms, connect_timeout_ms, negative_ms;
     cl_retry_policy retry;
+    int tls_verify_off;
     char *ca, *cert, *key;
 
     pthread_mutex_t mu;
@@ -185,6 +190,14 @@ int cl_registry_new(cl_registry **out, const cl_registry_opts *o, char *err, siz
         .jitter = CL_RETRY_JITTER_FULL,
     };
     r->negative_ms = o->negative_cache_ms > 0 ? o->negative_cache_ms : 30000;
+    r->tls_verify_off = o->tls_verify_off != 0;
+    /* Once per client, at creation: every request after this is unverified. */
+    if (r->tls_verify_off)
+        cl_log(CL_LOG_WARN, "tls_verification_disabled",
+               "setting=schema.registry.ssl.verify value=false source=\"%s\" url=%s "
+               "detail=\"the registry's certificate and host name are NOT verified; anyone on "
+               "the path can read the registry credentials and substitute schemas\"",
+               o->tls_verify_source ? o->tls_verify_source : "cl_registry_opts", r->display_url);
     *out = r;
     return CL_OK;
 }
@@ -204,6 +217,8 @@ int cl_registry_from_config(cl_registry **out, const cl_config *cfg, char *err, 
         .cert_location = cl_config_str(cfg, "schema.registry.ssl.certificate.location"),
         .key_location = cl_config_str(cfg, "schema.registry.ssl.key.location"),
         .negative_cache_ms = cl_config_int(cfg, "schema.registry.negative.cache.ms"),
+        .tls_verify_off = !cl_config_bool(cfg, "schema.registry.ssl.verify"),
+        .tls_verify_source = cl_config_source(cfg, "schema.registry.ssl.verify"),
     };
     return cl_registry_new(out, &o, err, errlen);
 }
@@ -250,6 +265,21 @@ static void describe_error_body(const cl_buf *body, char *out, size_t outlen)
     snprintf(out, outlen, " (error_code %" JSON_INTEGER_FORMAT ": %.200s)",
              json_is_integer(code) ? json_integer_value(code) : (json_int_t)0, msg ? msg : "");
     json_decref(j);
+}
+
+/* What to do about a TLS verification failure, appended to its message. */
+static const char *tls_hint(int curl_code)
+{
+    switch (curl_code) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+        return " (TLS verification of the registry failed: give the CA that signed its "
+               "certificate with schema.registry.ssl.ca.location, and use a host name the "
+               "certificate lists)";
+    default:
+        return "";
+    }
 }
 
 /* One request with retries. On return CL_OK, *status is the final HTTP status (which
@@ -312,8 +342,8 @@ static int http_call(cl_registry *reg, const char *method, const char *path, con
         curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)reg->connect_timeout_ms);
         curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
         curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
-        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, reg->tls_verify_off ? 0L : 1L);
+        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, reg->tls_verify_off ? 0L : 2L);
         if (reg->ca) curl_easy_setopt(curl, CURLOPT_CAINFO, reg->ca);
         if (reg->cert) curl_easy_setopt(curl, CURLOPT_SSLCERT, reg->cert);
         if (reg->key) curl_easy_setopt(curl, CURLOPT_SSLKEY, reg->key);
@@ -336,8 +366,8 @@ static int http_call(cl_registry *reg, const char *method, const char *path, con
             snprintf(last, sizeof last, "%s", curl_err[0] ? curl_err : curl_easy_strerror(cr));
             rc = cr == CURLE_OPERATION_TIMEDOUT ? CL_ETIMEOUT : CL_EAGAIN;
             if (!cl_retry_curl_transient((int)cr)) {
-                rc = cl_seterr(err, errlen, CL_EIO, "schema registry %s %s: %s", method, display,
-                               last);
+                rc = cl_seterr(err, errlen, CL_EIO, "schema registry %s %s: %s%s", method, display,
+                               last, tls_hint((int)cr));
                 break;
             }
             continue;

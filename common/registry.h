@@ -19,7 +19,10 @@
  *    schema.registry.timeout.ms. Permanent ones (other 4xx) are not.
  *  - Credentials (basic auth user info, bearer token, client key) are never logged
  *    and never appear in error messages; URLs in messages are printed without userinfo.
- *  - TLS peer verification is always on; a private CA is given with
+ *  - TLS verification (peer certificate and host name) is on unless turned off by the
+ *    explicit schema.registry.ssl.verify=false, which cl_registry_new() logs as a WARN
+ *    naming the setting and where it came from: an insecure registry connection must be
+ *    a visible decision, never a silent default. A private CA is given with
  *    schema.registry.ssl.ca.location, a client certificate with ...certificate/key.
  *
  * Thread-safety: a cl_registry may be shared by threads; the caches are guarded by a
@@ -53,6 +56,10 @@ typedef struct {
     const char *cert_location;  /* client certificate (PEM) or NULL */
     const char *key_location;   /* client private key (PEM) or NULL */
     int64_t negative_cache_ms;  /* how long an unknown id stays unknown; 0: 30000 */
+    /* Nonzero turns TLS peer and host verification off (schema.registry.ssl.verify=false).
+     * Negative on purpose: zero-initialised options keep verification on. */
+    int tls_verify_off;
+    const char *tls_verify_source; /* where that setting came from, for the WARN line */
 } cl_registry_opts;
 
 /* Creates a client; does not contact the registry. */

@@ -10,7 +10,9 @@ real Salesforce does not have (/__fake/...):
   POST /__fake/upsert   {"records": [...]}     add or replace records (by Id); with
                         "restamp": true, SystemModstamp becomes the time of the call
   POST /__fake/faults   {...}                  set faults (see FAULTS below)
-  GET  /__fake/stats                           calls, tokens issued, auth flows seen
+  GET  /__fake/stats                           calls, tokens issued (access_tokens: every
+                                               access token handed out, so a test can grep
+                                               logs for them), auth flows seen
   POST /__fake/reset                           clear faults and counters
 
 What it checks like Salesforce does: JWT bearer assertions are verified (RS256 with the
@@ -20,13 +22,19 @@ with --client-secret / --refresh-token; every API call needs a current Bearer to
 query strings are decoded form-style, so a '+' sent unencoded in a datetime literal
 arrives as a space and the query fails with MALFORMED_QUERY, as it does in Salesforce.
 
+With --tls-cert/--tls-key it serves https (the handshake runs in the request's thread,
+so a client that rejects the certificate cannot stall the server) and hands out an
+https instance_url.
+
 Run: salesforce.py --data opps.jsonl --port 0 --port-file PATH [--jwt-public-key pub.pem]
+                   [--tls-cert cert.pem --tls-key key.pem]
 """
 import argparse
 import base64
 import hashlib
 import json
 import re
+import ssl
 import sys
 import threading
 import time
@@ -172,7 +180,8 @@ class Org:
         self.jobs = {}
         self.seq = 0
         self.stats = {"api_calls": 0, "token_requests": 0, "flows": [], "pages": 0,
-                      "query_requests": [], "bulk_jobs": 0, "errors_sent": {}}
+                      "query_requests": [], "bulk_jobs": 0, "errors_sent": {},
+                      "access_tokens": []}
         self.public_key = load_rsa_public_key(args.jwt_public_key) if args.jwt_public_key else None
         if args.data:
             with open(args.data) as f:
@@ -346,9 +355,11 @@ class Handler(BaseHTTPRequestHandler):
               "!AQ" + hashlib.sha256(str(time.monotonic_ns()).encode()).hexdigest()
         with self.org.lock:
             self.org.tokens.add(tok)
+            self.org.stats["access_tokens"].append(tok)
         host = self.headers.get("Host")
+        scheme = "https" if args.tls_cert else "http"
         return self.send(200, {"access_token": tok, "scope": "api",
-                               "instance_url": args.instance_url or ("http://%s" % host),
+                               "instance_url": args.instance_url or ("%s://%s" % (scheme, host)),
                                "id": "https://login.salesforce.com/id/00Dxx0000001gEREAY/005xx000001SwiUAAS",
                                "token_type": "Bearer", "issued_at": str(int(time.time() * 1000)),
                                "signature": "fake"})
@@ -602,11 +613,27 @@ def main():
     ap.add_argument("--username", default="integration@example.com")
     ap.add_argument("--audience", default="https://login.salesforce.com")
     ap.add_argument("--jwt-public-key", help="PEM public key that verifies JWT assertions")
+    ap.add_argument("--tls-cert", help="PEM certificate (chain): serve https")
+    ap.add_argument("--tls-key", help="PEM private key of --tls-cert")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
+    if bool(args.tls_cert) != bool(args.tls_key):
+        ap.error("--tls-cert and --tls-key go together")
     Handler.org = Org(args)
     srv = ThreadingHTTPServer((args.host, args.port), Handler)
     srv.daemon_threads = True
+    if args.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        # Handshake on first read, in the handler thread: a client that refuses the
+        # certificate then fails its own request only.
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True,
+                                     do_handshake_on_connect=False)
+        # A client refusing the certificate is what the TLS tests provoke: not a
+        # server error worth a traceback.
+        handle_error = srv.handle_error
+        srv.handle_error = lambda req, addr: None if isinstance(
+            sys.exc_info()[1], (ssl.SSLError, ConnectionError)) else handle_error(req, addr)
     port = srv.server_address[1]
     if args.port_file:
         tmp = args.port_file + ".tmp"

@@ -22,12 +22,17 @@ Test controls (never authenticated, not part of the real API):
 Authentication: --basic-auth user:password and/or --bearer-token TOKEN make every API
 request require the matching Authorization header (401 40101 otherwise).
 
+TLS: --tls-cert cert.pem --tls-key key.pem serve https instead of http (the handshake
+runs in the request's thread, so a client that rejects the certificate fails alone).
+
 Usage: schema_registry.py [--port 0] [--basic-auth U:P] [--bearer-token T]
+                          [--tls-cert C --tls-key K]
 Prints "PORT <n>" on stdout once listening, then serves until killed.
 """
 import argparse
 import base64
 import json
+import ssl
 import sys
 import threading
 import time
@@ -182,7 +187,8 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class RegistryProcess:
-    """Runs this file as a subprocess on a random loopback port (for pytest)."""
+    """Runs this file as a subprocess on a random loopback port (for pytest). With
+    --tls-cert in args the URL is https and the control calls trust that certificate."""
 
     def __init__(self, *args):
         import subprocess
@@ -192,14 +198,20 @@ class RegistryProcess:
         if not line.startswith("PORT "):
             self.proc.kill()
             raise RuntimeError("fake schema registry did not start: %r" % line)
-        self.url = "http://127.0.0.1:%d" % int(line.split()[1])
+        self.ssl_context = None
+        scheme = "http"
+        if "--tls-cert" in args:
+            scheme = "https"
+            self.ssl_context = ssl.create_default_context(
+                cafile=args[list(args).index("--tls-cert") + 1])
+        self.url = "%s://127.0.0.1:%d" % (scheme, int(line.split()[1]))
 
     def _call(self, method, path, body=None):
         import urllib.request
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.url + path, data=data, method=method,
                                      headers={"Content-Type": CONTENT_TYPE})
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with urllib.request.urlopen(req, timeout=10, context=self.ssl_context) as resp:
             return json.loads(resp.read())
 
     def register(self, subject, text):
@@ -229,11 +241,25 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--basic-auth")
     ap.add_argument("--bearer-token")
+    ap.add_argument("--tls-cert", help="PEM certificate (chain): serve https")
+    ap.add_argument("--tls-key", help="PEM private key of --tls-cert")
     args = ap.parse_args()
+    if bool(args.tls_cert) != bool(args.tls_key):
+        ap.error("--tls-cert and --tls-key go together")
     AUTH["basic"] = args.basic_auth
     AUTH["bearer"] = args.bearer_token
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
+    if args.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True,
+                                        do_handshake_on_connect=False)
+        # A client refusing the certificate is what the TLS tests provoke: not a
+        # server error worth a traceback.
+        handle_error = server.handle_error
+        server.handle_error = lambda req, addr: None if isinstance(
+            sys.exc_info()[1], (ssl.SSLError, ConnectionError)) else handle_error(req, addr)
     print("PORT %d" % server.server_address[1], flush=True)
     try:
         server.serve_forever()

@@ -52,6 +52,9 @@ const cl_option cl_outcomes_options[] = {
      "Refresh token (salesforce.auth=refresh_token).", CL_OPT_SECRET},
     {"salesforce.ca.file", CL_OPT_STRING, NULL,
      "CA bundle for the Salesforce TLS connection; default: the system's."},
+    {"salesforce.tls.verify", CL_OPT_BOOL, "true",
+     "Verify the Salesforce TLS certificate and host name; false is insecure (tokens can be "
+     "intercepted) and is logged as a warning at start."},
     {"salesforce.timeout.ms", CL_OPT_INT, "120000", "Upper bound on one HTTP request.", 0, 1000,
      3600000},
     {"salesforce.connect.timeout.ms", CL_OPT_INT, "10000", "Upper bound on connecting.", 0, 100,
@@ -950,8 +953,16 @@ static int open_salesforce(cl_outcomes *w, char *err, size_t errlen)
         .quota_share = cl_config_double(cfg, "outcomes.api.quota.share"),
         .batch_size = w->batch_size,
         .ca_file = cl_config_str(cfg, "salesforce.ca.file"),
+        .tls_verify_off = !cl_config_bool(cfg, "salesforce.tls.verify"),
         .stop_requested = cl_stop_requested,
     };
+    /* Once at start, not per request: the decision is the operator's, made once. */
+    if (cs.tls_verify_off)
+        cl_log(CL_LOG_WARN, "tls_verification_disabled",
+               "setting=salesforce.tls.verify value=false source=\"%s\" login_url=%s "
+               "detail=\"Salesforce certificates and host names are NOT verified; anyone on the "
+               "path can take the OAuth tokens\"",
+               cl_config_source(cfg, "salesforce.tls.verify"), as.login_url);
     return cl_sf_client_new(&w->sf, &cs, &w->auth, err, errlen);
 }
 

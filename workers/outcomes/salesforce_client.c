@@ -149,6 +149,7 @@ struct cl_sf_client {
     double quota_share;
     int batch_size;
     char ca_file[CL_SF_URL_MAX];
+    int tls_verify_off;
     int (*stop_requested)(void);
     cl_sf_client_stats stats;
     /* per-response captures */
@@ -202,7 +203,12 @@ int cl_sf_client_new(cl_sf_client **out, const cl_sf_client_settings *s, cl_sf_a
     size_t n = strlen(c->instance_override);
     while (n > 0 && c->instance_override[n - 1] == '/')
         c->instance_override[--n] = '\0';
-    if (s->ca_file) cl_strlcpy(c->ca_file, s->ca_file, sizeof c->ca_file);
+    if (s->ca_file && cl_strlcpy(c->ca_file, s->ca_file, sizeof c->ca_file) != CL_OK) {
+        cl_sf_client_free(c);
+        return cl_seterr(err, errlen, CL_EINVAL, "salesforce.ca.file is longer than %d bytes",
+                         CL_SF_URL_MAX - 1);
+    }
+    c->tls_verify_off = s->tls_verify_off != 0;
     c->timeout_ms = s->timeout_ms > 0 ? s->timeout_ms : 120000;
     c->connect_timeout_ms = s->connect_timeout_ms > 0 ? s->connect_timeout_ms : 10000;
     c->retry = s->retry;
@@ -271,6 +277,20 @@ static size_t header_cb(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+/* What to do about a TLS verification failure, appended to its message. */
+static const char *tls_hint(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+        return " (TLS verification failed: give the CA that signed the server's certificate "
+               "with salesforce.ca.file, and use a host name the certificate lists)";
+    default:
+        return "";
+    }
+}
+
 /* One HTTP exchange, no retries. Returns CL_OK with *status set, or a transport error
  * (CL_ETIMEOUT / CL_EIO) with the message in err. */
 static int perform(cl_sf_client *c, const char *method, const char *url, struct curl_slist *headers,
@@ -298,6 +318,10 @@ static int perform(cl_sf_client *c, const char *method, const char *url, struct 
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L); /* never carry the token elsewhere */
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_USERAGENT, "closedloop-outcomes/" CL_VERSION);
+    /* Set explicitly rather than left to libcurl's defaults: the only way to turn
+     * verification off is salesforce.tls.verify=false, which the worker logs. */
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, c->tls_verify_off ? 0L : 1L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, c->tls_verify_off ? 0L : 2L);
     if (c->ca_file[0]) curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
     if (strcmp(method, "POST") == 0) {
         curl_easy_setopt(h, CURLOPT_POST, 1L);
@@ -314,7 +338,8 @@ static int perform(cl_sf_client *c, const char *method, const char *url, struct 
         if (rc == CURLE_WRITE_ERROR && resp->len >= RESPONSE_LIMIT - 65536)
             return cl_seterr(err, errlen, CL_ENOMEM, "response larger than %u bytes",
                              RESPONSE_LIMIT);
-        return cl_seterr(err, errlen, st, "%s", curl_err[0] ? curl_err : curl_easy_strerror(rc));
+        return cl_seterr(err, errlen, st, "%s%s", curl_err[0] ? curl_err : curl_easy_strerror(rc),
+                         tls_hint(rc));
     }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
     return CL_OK;

@@ -13,7 +13,7 @@
  *   408, 425, 429, 5xx (not 501),     retry with exponential backoff and full jitter
  *   timeouts, resets, DNS failures    (common/retry.h), up to retry.max.attempts, then
  *                                     CL_EAGAIN; other transport errors (TLS
- *                                     verification, bad URL) fail at once
+ *                                     verification, bad URL) fail at once, naming the URL
  *   anything else                     CL_ERR with "GET <path>: HTTP 400 MALFORMED_QUERY: ..."
  * Sforce-Limit-Info ("api-usage=25/15000") is read from every response; before each
  * request the client refuses (CL_ESTOP) once the configured share of the daily quota
@@ -87,6 +87,9 @@ typedef struct {
     double quota_share;          /* 0 < share <= 1: stop when used >= share * max */
     int batch_size;              /* Sforce-Query-Options batchSize (200..2000) */
     const char *ca_file;         /* optional CA bundle (tests use a private CA) */
+    /* Nonzero turns TLS peer and host verification off (salesforce.tls.verify=false; the
+     * caller logs that once). Negative on purpose: zeroed settings keep verification on. */
+    int tls_verify_off;
     int (*stop_requested)(void); /* e.g. cl_stop_requested: abandon backoff sleeps */
 } cl_sf_client_settings;
 
