@@ -84,9 +84,9 @@ typedef struct {
     long timeout_ms;          /* whole request */
     long connect_timeout_ms;
     cl_retry_policy retry;
-    double quota_share;          /* 0 < share <= 1: stop when used >= share * max */
-    int batch_size;              /* Sforce-Query-Options batchSize (200..2000) */
-    const char *ca_file;         /* optional CA bundle (tests use a private CA) */
+    double quota_share;  /* 0 < share <= 1: stop when used >= share * max */
+    int batch_size;      /* Sforce-Query-Options batchSize (200..2000) */
+    const char *ca_file; /* optional CA bundle (tests use a private CA) */
     /* Nonzero turns TLS peer and host verification off (salesforce.tls.verify=false; the
      * caller logs that once). Negative on purpose: zeroed settings keep verification on. */
     int tls_verify_off;
