@@ -412,16 +412,17 @@ int cl_weight_config_discovery_validate(const cl_weight_config *c, char *err, si
         CHECK(e->permutations >= 0, ip, "permutations: %d is negative", (int)e->permutations);
         CHECK(e->n_examples >= 0 && e->n_with_value >= 0 && e->n_with_value <= e->n_examples &&
                   e->n_categories >= 0,
-              ip, "counts: n_examples %lld, n_with_value %lld, n_categories %lld; need 0 <= "
+              ip,
+              "counts: n_examples %lld, n_with_value %lld, n_categories %lld; need 0 <= "
               "n_with_value <= n_examples and n_categories >= 0",
               (long long)e->n_examples, (long long)e->n_with_value, (long long)e->n_categories);
-        CHECK(!e->beats_shuffled || (e->delta_auc.present && e->delta_log_loss.present &&
-                                     e->shuffled_max_delta_auc.present &&
-                                     e->shuffled_max_delta_log_loss.present),
+        CHECK(!e->beats_shuffled ||
+                  (e->delta_auc.present && e->delta_log_loss.present &&
+                   e->shuffled_max_delta_auc.present && e->shuffled_max_delta_log_loss.present),
               ip, "beats_shuffled without the gains it compares");
         if (e->adopted) {
-            CHECK(e->beats_shuffled, ip, "adopted: '%s' is adopted but did not beat shuffled labels",
-                  e->name);
+            CHECK(e->beats_shuffled, ip,
+                  "adopted: '%s' is adopted but did not beat shuffled labels", e->name);
             bool defined = false;
             for (size_t k = 0; k < c->n_components && !defined; k++)
                 defined = strcmp(c->components[k].name, e->name) == 0;
@@ -1472,8 +1473,8 @@ int cl_weight_config_to_avro(const cl_weight_config *c, avro_value_t *value, cha
         TRY(put_opt_double(&item, ip, "delta_log_loss", e->delta_log_loss, err, errlen));
         TRY(put_opt_double(&item, ip, "shuffled_max_delta_auc", e->shuffled_max_delta_auc, err,
                            errlen));
-        TRY(put_opt_double(&item, ip, "shuffled_max_delta_log_loss",
-                           e->shuffled_max_delta_log_loss, err, errlen));
+        TRY(put_opt_double(&item, ip, "shuffled_max_delta_log_loss", e->shuffled_max_delta_log_loss,
+                           err, errlen));
         TRY(put_int(&item, ip, "permutations", e->permutations, err, errlen));
         TRY(put_bool(&item, ip, "beats_shuffled", e->beats_shuffled, err, errlen));
         TRY(put_bool(&item, ip, "adopted", e->adopted, err, errlen));
@@ -1574,8 +1575,7 @@ int cl_weight_config_from_avro(const avro_value_t *value, cl_weight_config *c, c
     }
     TRY(get_str(value, p, "reason", c->reason, sizeof c->reason, false, err, errlen));
 
-    TRY(get_container(value, p, "discovery", AVRO_ARRAY, CL_MAX_DISCOVERY, &arr, &n, err,
-                      errlen));
+    TRY(get_container(value, p, "discovery", AVRO_ARRAY, CL_MAX_DISCOVERY, &arr, &n, err, errlen));
     for (size_t i = 0; i < n; i++) {
         cl_candidate_evidence *e = &c->discovery[i];
         fmt(ip, sizeof ip, "%s.discovery[%zu]", p, i);

@@ -360,8 +360,9 @@ typedef struct {
     cl_opt_double delta_auc, shuffled_max_delta_auc;           /* -1..1 */
     cl_opt_double delta_log_loss, shuffled_max_delta_log_loss; /* finite */
     int32_t permutations;                                      /* >= 0 */
-    bool beats_shuffled; /* requires all four gains present */
-    bool adopted;        /* requires beats_shuffled and a component named `name` */
+    /* beats_shuffled requires all four gains present; adopted requires beats_shuffled
+     * and a component named `name`. */
+    bool beats_shuffled, adopted;
     int64_t n_examples;   /* >= 0 */
     int64_t n_with_value; /* 0..n_examples */
     int64_t n_categories; /* >= 0 */

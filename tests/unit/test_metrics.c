@@ -451,8 +451,8 @@ static cl_eval_set *lost_groups_set(void)
         snprintf(opp, sizeof opp, "006G%05zu", i);
         int lost = i < 60 ? i % 5 != 0 : i < 80 ? 1 : i % 10 < 3;
         cl_labeled_example *e = ex_new(opp, "s", 1, !lost, 20100, 20080, 50);
-        const char *owner = i < 60    ? "owner-A"
-                            : i < 80  ? "owner-B"
+        const char *owner = i < 60       ? "owner-A"
+                            : i < 80     ? "owner-B"
                             : i % 4 == 0 ? "owner-C"
                             : i % 4 == 1 ? "owner-D"
                             : i % 4 == 2 ? "owner-E"
@@ -523,12 +523,12 @@ static void test_lost_report_lists_missed_factors(void **state)
     d->version = 7;
     d->status = CL_MODEL_CHALLENGER;
     d->created_at = 1746450000000;
-    evidence(&d->factors[0], "owner_id_win_rate", CL_COMPONENT_CATEGORY_WIN_RATE, "owner_id",
-             0.031, 0.0042, 0.012, 0.0011, true, true);
-    evidence(&d->factors[1], "lead_source_win_rate", CL_COMPONENT_CATEGORY_WIN_RATE,
-             "lead_source", 0.002, -0.0001, 0.009, 0.0015, false, false);
-    evidence(&d->factors[2], "x<script>alert(1)</script>", CL_COMPONENT_CATEGORY_WIN_RATE,
-             "a&b\"c", 0, 0, 0, 0, false, false);
+    evidence(&d->factors[0], "owner_id_win_rate", CL_COMPONENT_CATEGORY_WIN_RATE, "owner_id", 0.031,
+             0.0042, 0.012, 0.0011, true, true);
+    evidence(&d->factors[1], "lead_source_win_rate", CL_COMPONENT_CATEGORY_WIN_RATE, "lead_source",
+             0.002, -0.0001, 0.009, 0.0015, false, false);
+    evidence(&d->factors[2], "x<script>alert(1)</script>", CL_COMPONENT_CATEGORY_WIN_RATE, "a&b\"c",
+             0, 0, 0, 0, false, false);
     d->factors[2].delta_auc.present = d->factors[2].delta_log_loss.present = false;
     d->factors[2].n_with_value = 940;
     d->n = 3;

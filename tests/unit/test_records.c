@@ -713,6 +713,25 @@ static void test_metrics_roundtrip_and_rules(void **state)
 
 /* ---- weight config ----------------------------------------------------------------------- */
 
+static void set_evidence(cl_candidate_evidence *e, const char *name, cl_component_kind kind,
+                         const char *source, double dauc, double dll, double sauc, double sll,
+                         bool beats, int64_t n_with_value, int64_t n_categories)
+{
+    memset(e, 0, sizeof *e);
+    snprintf(e->name, sizeof e->name, "%s", name);
+    snprintf(e->source, sizeof e->source, "%s", source);
+    e->kind = kind;
+    e->delta_auc = (cl_opt_double){true, dauc};
+    e->delta_log_loss = (cl_opt_double){true, dll};
+    e->shuffled_max_delta_auc = (cl_opt_double){true, sauc};
+    e->shuffled_max_delta_log_loss = (cl_opt_double){true, sll};
+    e->permutations = 19;
+    e->beats_shuffled = beats;
+    e->n_examples = 1000;
+    e->n_with_value = n_with_value;
+    e->n_categories = n_categories;
+}
+
 static void fill_weight_config(cl_weight_config *c)
 {
     char err[CL_ERRLEN];
@@ -770,22 +789,20 @@ static void fill_weight_config(cl_weight_config *c)
 
     /* Discovery evidence: the two adopted components, one candidate that lost to shuffled
      * labels, one that could not be evaluated. */
-    cl_candidate_evidence *e = &c->discovery[0];
-    *e = (cl_candidate_evidence){"segment_win_rate", CL_COMPONENT_CATEGORY_WIN_RATE, "segment",
-                                 {true, 0.031}, {true, 0.004}, {true, 0.012}, {true, 0.0011},
-                                 19, true, true, 1000, 940, 3};
-    e = &c->discovery[1];
-    *e = (cl_candidate_evidence){"amount_pct", CL_COMPONENT_NUMERIC_PERCENTILE, "amount",
-                                 {true, 0.02}, {true, 0.01}, {true, 0.015}, {true, 0.002},
-                                 19, true, true, 1000, 1000, 0};
-    e = &c->discovery[2];
-    *e = (cl_candidate_evidence){"owner_id_win_rate", CL_COMPONENT_CATEGORY_WIN_RATE, "owner_id",
-                                 {true, 0.004}, {true, -0.0002}, {true, 0.009}, {true, 0.0015},
-                                 19, false, false, 1000, 1000, 12};
-    e = &c->discovery[3];
-    *e = (cl_candidate_evidence){"lead_source_win_rate", CL_COMPONENT_CATEGORY_WIN_RATE,
-                                 "lead_source", {false, 0}, {false, 0}, {false, 0}, {false, 0},
-                                 0, false, false, 1000, 0, 0};
+    set_evidence(&c->discovery[0], "segment_win_rate", CL_COMPONENT_CATEGORY_WIN_RATE, "segment",
+                 0.031, 0.004, 0.012, 0.0011, true, 940, 3);
+    c->discovery[0].adopted = true;
+    set_evidence(&c->discovery[1], "amount_pct", CL_COMPONENT_NUMERIC_PERCENTILE, "amount", 0.02,
+                 0.01, 0.015, 0.002, true, 1000, 0);
+    c->discovery[1].adopted = true;
+    set_evidence(&c->discovery[2], "owner_id_win_rate", CL_COMPONENT_CATEGORY_WIN_RATE, "owner_id",
+                 0.004, -0.0002, 0.009, 0.0015, false, 1000, 12);
+    cl_candidate_evidence *e = &c->discovery[3];
+    set_evidence(e, "lead_source_win_rate", CL_COMPONENT_CATEGORY_WIN_RATE, "lead_source", 0, 0, 0,
+                 0, false, 0, 0);
+    e->delta_auc.present = e->delta_log_loss.present = false;
+    e->shuffled_max_delta_auc.present = e->shuffled_max_delta_log_loss.present = false;
+    e->permutations = 0;
     c->n_discovery = 4;
 }
 

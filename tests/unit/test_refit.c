@@ -622,7 +622,8 @@ static void test_discovery_finds_owner_not_account(void **state)
 
     /* Both candidates' evidence is published, the rejected one too. */
     assert_discovery_published(&res, &o);
-    const cl_candidate_evidence *owner = &res.config->discovery[0], *acct = &res.config->discovery[1];
+    const cl_candidate_evidence *owner = &res.config->discovery[0],
+                                *acct = &res.config->discovery[1];
     assert_string_equal(owner->name, "owner_id_win_rate");
     assert_true(owner->adopted && owner->beats_shuffled);
     assert_true(owner->delta_auc.value > owner->shuffled_max_delta_auc.value);

@@ -230,8 +230,7 @@ static int follow_weights(cl_metrics_worker *w)
             continue;
         }
         models_put(w, w->wc);
-        if (cl_report_discovery_update(w->discovery, &w->ndiscovery, DISCOVERY_MODELS,
-                                       w->wc)) {
+        if (cl_report_discovery_update(w->discovery, &w->ndiscovery, DISCOVERY_MODELS, w->wc)) {
             w->report.discovery = w->discovery;
             w->report.ndiscovery = w->ndiscovery;
             w->dirty = 1;

@@ -223,10 +223,8 @@ static int keyed_label_cmp(const void *pa, const void *pb)
 static int lost_group_cmp(const void *pa, const void *pb)
 {
     const cl_pattern_lost_group *a = pa, *b = pb;
-    if (a->lift != b->lift)
-        return a->lift > b->lift ? -1 : 1;
-    if (a->n != b->n)
-        return a->n > b->n ? -1 : 1;
+    if (a->lift != b->lift) return a->lift > b->lift ? -1 : 1;
+    if (a->n != b->n) return a->n > b->n ? -1 : 1;
     return (a->key > b->key) - (a->key < b->key);
 }
 
@@ -249,8 +247,7 @@ static int lost_groups(const cl_eval_version *v, const size_t *idx, size_t n, cl
         size_t m = 0, nc = 0;
         for (size_t i = 0; i < n; i++) {
             const cl_eval_item *it = &v->items[idx[i]];
-            if (it->attr[attr] != 0)
-                kl[m++] = (keyed_label){it->attr[attr], (uint8_t)!it->won};
+            if (it->attr[attr] != 0) kl[m++] = (keyed_label){it->attr[attr], (uint8_t)!it->won};
         }
         qsort(kl, m, sizeof *kl, keyed_label_cmp);
         for (size_t i = 0; i < m;) {

@@ -94,8 +94,8 @@ typedef struct {
 extern const int cl_pattern_lost_attrs[CL_PATTERN_LOST_ATTRS]; /* CL_EVAL_OWNER, ... */
 
 typedef struct {
-    int attr;                 /* CL_EVAL_* */
-    uint32_t key;             /* cl_eval_string id of the category */
+    int attr;     /* CL_EVAL_* */
+    uint32_t key; /* cl_eval_string id of the category */
     int64_t n, lost;
     double rate, lift, support, p_value; /* rate = lost / n; lift = rate / overall */
 } cl_pattern_lost_group;

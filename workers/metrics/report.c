@@ -890,14 +890,12 @@ static int status_rank(cl_model_status s)
 int cl_report_discovery_update(cl_report_discovery *table, size_t *n, size_t cap,
                                const cl_weight_config *c)
 {
-    if (c->n_discovery == 0)
-        return 0;
+    if (c->n_discovery == 0) return 0;
     size_t i = 0;
     while (i < *n && strcmp(table[i].model, c->model) != 0)
         i++;
     if (i == *n) {
-        if (*n == cap)
-            return 0;
+        if (*n == cap) return 0;
         (*n)++;
     } else if (c->version < table[i].version ||
                (c->version == table[i].version &&
@@ -922,16 +920,19 @@ void cl_report_factor_words(const cl_candidate_evidence *e, char *out, size_t le
     } known[] = {
         {CL_COMPONENT_CATEGORY_WIN_RATE, "owner_id", "the owner's past win rate"},
         {CL_COMPONENT_CATEGORY_WIN_RATE, "account_id", "the account's past win rate"},
-        {CL_COMPONENT_CATEGORY_WIN_RATE, "lead_source", "the past win rate of the deal's lead source"},
+        {CL_COMPONENT_CATEGORY_WIN_RATE, "lead_source",
+         "the past win rate of the deal's lead source"},
         {CL_COMPONENT_CATEGORY_WIN_RATE, "segment", "the past win rate of the deal's segment"},
         {CL_COMPONENT_CATEGORY_WIN_RATE, "region", "the past win rate of the deal's region"},
         {CL_COMPONENT_CATEGORY_WIN_RATE, "product", "the past win rate of the deal's product"},
         {CL_COMPONENT_CATEGORY_WIN_RATE, "stage", "the past win rate of deals in the same stage"},
         {CL_COMPONENT_CATEGORY_WIN_RATE, "type", "the past win rate of the deal's type"},
-        {CL_COMPONENT_CATEGORY_WIN_RATE, "currency", "the past win rate of deals in the same currency"},
+        {CL_COMPONENT_CATEGORY_WIN_RATE, "currency",
+         "the past win rate of deals in the same currency"},
         {CL_COMPONENT_NUMERIC_PERCENTILE, "amount", "deal size, ranked against past deals"},
         {CL_COMPONENT_NUMERIC_PERCENTILE, "days_open", "how long the deal has been open"},
-        {CL_COMPONENT_NUMERIC_PERCENTILE, "days_in_stage", "how long the deal has sat in its stage"},
+        {CL_COMPONENT_NUMERIC_PERCENTILE, "days_in_stage",
+         "how long the deal has sat in its stage"},
         {CL_COMPONENT_NUMERIC_PERCENTILE, "days_to_close", "days left to the expected close date"},
         {CL_COMPONENT_NUMERIC_PERCENTILE, "opportunity_score", "the CRM's own opportunity score"},
         {CL_COMPONENT_NUMERIC_PERCENTILE, "account_score", "the CRM's own account score"},
@@ -994,8 +995,9 @@ static void factor_decision(out_t *o, const cl_report_discovery *d, const cl_can
     } else if (e->adopted) {
         switch (d->status) {
         case CL_MODEL_REJECTED:
-            putf(o, "<span class=\"good\">adopted by v%" PRId64 "</span>, which was rejected (it "
-                    "did not beat the champion overall)",
+            putf(o,
+                 "<span class=\"good\">adopted by v%" PRId64 "</span>, which was rejected (it "
+                 "did not beat the champion overall)",
                  d->version);
             break;
         case CL_MODEL_CHAMPION:
@@ -1025,23 +1027,23 @@ static void discovery_table(out_t *o, const cl_report_discovery *d)
     int64_t n_examples = 0;
     int32_t permutations = 0;
     for (size_t i = 0; i < d->n; i++) {
-        if (d->factors[i].n_examples > n_examples)
-            n_examples = d->factors[i].n_examples;
-        if (d->factors[i].permutations > permutations)
-            permutations = d->factors[i].permutations;
+        if (d->factors[i].n_examples > n_examples) n_examples = d->factors[i].n_examples;
+        if (d->factors[i].permutations > permutations) permutations = d->factors[i].permutations;
     }
     fmt_count(a, sizeof a, n_examples);
-    putf(o, "<p>Tested by the refit that produced version %" PRId64 " (now %s), published %s, "
-            "on %s past deals.</p>\n",
+    putf(o,
+         "<p>Tested by the refit that produced version %" PRId64 " (now %s), published %s, "
+         "on %s past deals.</p>\n",
          d->version, status_words(d->status), ts, a);
-    putf(o, "<p class=\"note\">Each factor was tested the way it would have been used: the "
-            "model was trained on older deals and checked on newer ones, with and without the "
-            "factor. <b>AUC gain</b>: how much better the model then tells won from lost deals "
-            "(AUC 0.5 is a coin flip, 1 is perfect; +0.01 is a real improvement). <b>Log-loss "
-            "gain</b>: how much better its win probabilities became (positive is better). Some "
-            "gain appears by chance alone, so the same test was repeated %d times with the "
-            "outcomes shuffled; a factor counts only when its real gains beat every shuffled "
-            "one.</p>\n",
+    putf(o,
+         "<p class=\"note\">Each factor was tested the way it would have been used: the "
+         "model was trained on older deals and checked on newer ones, with and without the "
+         "factor. <b>AUC gain</b>: how much better the model then tells won from lost deals "
+         "(AUC 0.5 is a coin flip, 1 is perfect; +0.01 is a real improvement). <b>Log-loss "
+         "gain</b>: how much better its win probabilities became (positive is better). Some "
+         "gain appears by chance alone, so the same test was repeated %d times with the "
+         "outcomes shuffled; a factor counts only when its real gains beat every shuffled "
+         "one.</p>\n",
          (int)permutations);
     put(o, "<table><tr><th>Factor</th><th>What it measures</th><th>AUC gain</th>"
            "<th>Log-loss gain</th><th>Best gain on shuffled outcomes (AUC / log loss)</th>"
@@ -1056,8 +1058,9 @@ static void discovery_table(out_t *o, const cl_report_discovery *d)
         put(o, "</td>");
         if (e->delta_auc.present && e->delta_log_loss.present &&
             e->shuffled_max_delta_auc.present && e->shuffled_max_delta_log_loss.present)
-            putf(o, "<td class=\"n\">%+.3f</td><td class=\"n\">%+.4f</td><td class=\"n\">%+.3f / "
-                    "%+.4f</td><td>%s</td>",
+            putf(o,
+                 "<td class=\"n\">%+.3f</td><td class=\"n\">%+.4f</td><td class=\"n\">%+.3f / "
+                 "%+.4f</td><td>%s</td>",
                  e->delta_auc.value, e->delta_log_loss.value, e->shuffled_max_delta_auc.value,
                  e->shuffled_max_delta_log_loss.value,
                  e->beats_shuffled ? "<span class=\"good\">yes</span>" : "no");
@@ -1089,8 +1092,7 @@ static void factors_section(out_t *o, const cl_eval_set *s, const cl_report_opti
            "average.</p>\n<h3>Candidate factors tested</h3>\n");
     const cl_report_discovery *d = NULL;
     for (size_t i = 0; opt->discovery && i < opt->ndiscovery; i++)
-        if (strcmp(opt->discovery[i].model, model) == 0)
-            d = &opt->discovery[i];
+        if (strcmp(opt->discovery[i].model, model) == 0) d = &opt->discovery[i];
     if (d && d->n > 0)
         discovery_table(o, d);
     else
@@ -1100,13 +1102,14 @@ static void factors_section(out_t *o, const cl_eval_set *s, const cl_report_opti
 
     char a[32];
     fmt_count(a, sizeof a, p->n);
-    putf(o, "<h3>Groups that lose more often</h3>\n<p class=\"note\">Among the %s evaluated "
-            "deals (%.0f%% lost): the owners, segments, lead sources, products and stages whose "
-            "deals were lost at least %.1f times as often as average, with at least %zu deals "
-            "and unlikely to be chance (p &lt; %.2f); at most %zu per attribute. Lift = the "
-            "group's lost rate divided by the overall lost rate; support = the group's share "
-            "of all evaluated deals. A group here that no factor above covers is worth adding "
-            "to the refit's candidates.</p>\n",
+    putf(o,
+         "<h3>Groups that lose more often</h3>\n<p class=\"note\">Among the %s evaluated "
+         "deals (%.0f%% lost): the owners, segments, lead sources, products and stages whose "
+         "deals were lost at least %.1f times as often as average, with at least %zu deals "
+         "and unlikely to be chance (p &lt; %.2f); at most %zu per attribute. Lift = the "
+         "group's lost rate divided by the overall lost rate; support = the group's share "
+         "of all evaluated deals. A group here that no factor above covers is worth adding "
+         "to the refit's candidates.</p>\n",
          a, 100 * p->base_lost_rate, opt->patterns.min_lift, opt->patterns.min_sample,
          opt->patterns.max_p_value, opt->patterns.max_groups);
     if (p->n_lost_groups == 0) {
@@ -1120,9 +1123,10 @@ static void factors_section(out_t *o, const cl_eval_set *s, const cl_report_opti
         const cl_pattern_lost_group *g = &p->lost_groups[i];
         putf(o, "<tr><td>%s</td><td>", attr_words(g->attr));
         esc(o, cl_eval_string(s, g->key));
-        putf(o, "</td><td class=\"n\">%" PRId64 "</td><td class=\"n\">%" PRId64 "</td>"
-                "<td class=\"n\">%.0f%%</td><td class=\"n\">%.0f%%</td><td class=\"n\">%.2f</td>"
-                "<td class=\"n\">%.1f%%</td><td class=\"n\">%.4f</td></tr>",
+        putf(o,
+             "</td><td class=\"n\">%" PRId64 "</td><td class=\"n\">%" PRId64 "</td>"
+             "<td class=\"n\">%.0f%%</td><td class=\"n\">%.0f%%</td><td class=\"n\">%.2f</td>"
+             "<td class=\"n\">%.1f%%</td><td class=\"n\">%.4f</td></tr>",
              g->n, g->lost, 100 * g->rate, 100 * p->base_lost_rate, g->lift, 100 * g->support,
              g->p_value);
     }

@@ -670,8 +670,7 @@ int cl_refit_run(const cl_training_rows *rows, const cl_weight_config *champion,
             cl_strlcpy(fr->source, source, sizeof fr->source);
             fr->kind = c->def.kind;
             if (is_cat) {
-                const uint32_t *cat =
-                    rows->cat[find_source(rows->cat_source, rows->n_cat, source)];
+                const uint32_t *cat = rows->cat[find_source(rows->cat_source, rows->n_cat, source)];
                 for (size_t q = 0; q < d.n; q++)
                     fr->n_with_value += cat[d.idx[q]] != CL_ROWS_NULL_CATEGORY;
                 fr->n_categories = c->def.n_categories;
@@ -949,8 +948,7 @@ int cl_refit_run(const cl_training_rows *rows, const cl_weight_config *champion,
     }
     cl_strlcpy(c->reason, res->reason, sizeof c->reason);
     for (size_t f = 0; f < res->n_factors && c->n_discovery < CL_MAX_DISCOVERY; f++)
-        discovery_entry(&res->factors[f], d.n, o->permutations,
-                        &c->discovery[c->n_discovery++]);
+        discovery_entry(&res->factors[f], d.n, o->permutations, &c->discovery[c->n_discovery++]);
     cl_weight_config_sort_categories(c);
     if (grc == CL_OK) grc = cl_weight_config_validate(c, gerr, sizeof gerr);
     if (grc == CL_OK) grc = cl_weight_config_discovery_validate(c, gerr, sizeof gerr);
