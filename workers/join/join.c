@@ -126,6 +126,7 @@ struct cl_join_worker {
     cl_outcome *outcome;
     cl_labeled_example *example;
     int64_t last_activity_mono;
+    int64_t last_idle_commit_mono; /* last re-commit of stored offsets while idle */
     int fatal;
     char fatal_err[CL_ERRLEN];
     int broker_healthy; /* last value given to /healthz */
@@ -1306,6 +1307,18 @@ int cl_join_worker_run(cl_join_worker *w, char *err, size_t errlen)
             rc = batch_finish(w, err, errlen);
             if (rc == CL_EAGAIN) rc = CL_OK;
             if (rc != CL_OK) break;
+        }
+        /* Kafka-side offsets serve lag monitors (LMDB holds the truth) and are committed
+         * asynchronously at the end of each batch; a commit sent while the coordinator was
+         * away (broker restart) is lost without a retry, and with no new input there was
+         * no later batch to repair it: lag stayed > 0 forever (chaos test). While idle,
+         * commit again what was stored; librdkafka leaves out partitions whose stored
+         * offset is already committed, so this sends nothing in the steady state. */
+        if (n == 0 && !w->txn && cl_mono_ms() - w->last_idle_commit_mono >= 5000) {
+            w->last_idle_commit_mono = cl_mono_ms();
+            char cerr[CL_ERRLEN];
+            if (cl_consumer_commit(w->consumer, 1, cerr, sizeof cerr) != CL_OK)
+                cl_log(CL_LOG_WARN, "offset_commit_failed", "error=\"%s\"", cerr);
         }
         /* Timers left over by a capped pass run on their own when input is idle. */
         for (size_t i = 0; i < w->nparts && rc == CL_OK; i++) {
