@@ -695,7 +695,11 @@ int cl_refit_worker_run(cl_refit_worker *w, char *err, size_t errlen)
             rc = maybe_cycle(w, &ran, err, errlen);
         if (rc != CL_OK) break;
         if (n > 0 || ran) w->last_activity_mono = cl_mono_ms();
-        if (w->exit_idle_ms > 0 && cl_mono_ms() - w->last_activity_mono >= w->exit_idle_ms) {
+        /* Idle means caught up and nothing to do: time spent waiting for the group to
+         * assign partitions (a rebalance after a crashed member can take a session
+         * timeout) is not idleness, or a one-shot run would exit without its cycle. */
+        if (w->exit_idle_ms > 0 && caught_up &&
+            cl_mono_ms() - w->last_activity_mono >= w->exit_idle_ms) {
             cl_log(CL_LOG_INFO, "refit_idle_exit", "idle_ms=%" PRId64, w->exit_idle_ms);
             break;
         }
