@@ -459,6 +459,9 @@ L.append("")
 L.append("join and snapshot: the worker process itself (getrusage of the child / GNU time);")
 L.append("metrics and refit: the bench process driving the worker's own code (aggregation,")
 L.append("training set load and refit cycle), since their input at 1M is generated in-process.")
+L.append("Peak RSS counts every resident page, including those of LMDB's memory map: the join")
+L.append("state of 1M opportunities (every kept snapshot) lives in a memory-mapped file, and the")
+L.append("pages the kernel keeps resident are file-backed and reclaimable, not heap.")
 L.append("")
 
 with open(results, "w") as f:
