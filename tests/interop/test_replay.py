@@ -154,6 +154,8 @@ def test_snapshots_are_open_and_components_match_oracle(replay):
                 assert when < day(src["close_date"]), "snapshot on or after the close"
             values = [float(row[c]) for c in COMPONENTS]
             assert all(0 <= v <= 100 for v in values)
+            # Required by OpportunitySnapshot: every row must be publishable as is.
+            assert day(row["expected_close_date"]) > when, row
             score = sum(w * v for w, v in zip(SEED, values))
             assert abs(float(row["opportunity_score"]) - score) <= 0.006
             # The oracle is O(n) per row: check every 5th run fully.

@@ -1019,10 +1019,11 @@ static int write_run(cl_replay *h, const char *dir, size_t run, size_t *rows, ch
         fprintf(f, ",%s,", h->opt.currency);
         date_out(f, op->created);
         fputc(',', f);
-        if (median > 0) {
-            /* Planned close: creation + the account's usual cycle; once passed, pushed
-             * to two weeks out, as reps do. */
-            int32_t expected = op->created + (int32_t)lround(median);
+        {
+            /* Planned close: creation + the account's usual cycle (a quarter for an
+             * account with no closed deal yet: the field is required downstream); once
+             * passed, pushed to two weeks out, as reps do. */
+            int32_t expected = op->created + (int32_t)lround(median > 0 ? median : 90.0);
             date_out(f, expected > day ? expected : day + 14);
         }
         fprintf(f, ",%d,", (int)(day - op->created));
