@@ -261,6 +261,9 @@ def main():
     ap.add_argument("--timeout", type=int, default=900, help="seconds to wait for the challenger and reports")
     ap.add_argument("--log-level", default="info")
     ap.add_argument("--summary-json", default=None, help="also write the summary here")
+    ap.add_argument("--wait-for", choices=["challenger", "refit"], default="challenger",
+                    help="end when refit published a CHALLENGER (default), or any refit result "
+                         "(CHALLENGER or REJECTED: for real histories where the seed may already be best)")
     a = ap.parse_args()
 
     loop = Loop(a)
@@ -350,7 +353,8 @@ def drive(loop, a, reports, t0):
     while True:
         loop.check_alive()
         weights = read_topic(loop.brokers, loop.prefix + "weights", wschema)
-        challengers = [w for w in weights if w["status"] in ("CHALLENGER", "CHAMPION") and w["version"] > 1]
+        wanted = ("CHALLENGER", "CHAMPION") if a.wait_for == "challenger" else ("CHALLENGER", "CHAMPION", "REJECTED")
+        challengers = [w for w in weights if w["status"] in wanted and w["version"] > 1]
         have_reports = all(os.path.exists(os.path.join(reports, f)) for f in ("closed-won.html", "closed-lost.html"))
         if challengers and have_reports:
             break
@@ -369,8 +373,10 @@ def drive(loop, a, reports, t0):
 def summarize(loop, hist, weights, reports, elapsed):
     truth = json.load(open(os.path.join(hist, "truth.json"))) if os.path.exists(os.path.join(hist, "truth.json")) else None
     seed = [w for w in weights if w["version"] == 1]
-    learned = max((w for w in weights if w["version"] > 1 and w["status"] in ("CHALLENGER", "CHAMPION")),
-                  key=lambda w: w["version"])
+    candidates = [w for w in weights if w["version"] > 1 and w["status"] in ("CHALLENGER", "CHAMPION")]
+    if not candidates:  # --wait-for refit: only rejections; show the latest one
+        candidates = [w for w in weights if w["version"] > 1]
+    learned = max(candidates, key=lambda w: (w["version"], w["status"] != "REJECTED"))
     champion = max((w for w in weights if w["status"] == "CHAMPION"), key=lambda w: w["version"])
     names = sorted(set(learned["weights"]) | set(seed[0]["weights"] if seed else {}))
     true_w = truth["model"]["true_weights"] if truth else {}
