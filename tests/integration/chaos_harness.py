@@ -449,8 +449,8 @@ def compare(base, chaos):
     return diffs
 
 
-def find_secrets(log_dir, secrets):
-    """(file, secret name) for every planted secret found in any file under log_dir."""
+def find_strings(log_dir, secrets):
+    """(file, name) for every one of `secrets` (name -> string) found in a file under log_dir."""
     hits = []
     for root, _, files in os.walk(log_dir):
         for f in files:
