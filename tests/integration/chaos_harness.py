@@ -222,7 +222,9 @@ class ChaosLoop(loop.Loop):
 
     def end_week(self):
         for t in self.timers:
-            t.cancel()
+            if not t.finished.is_set():  # not fired this week: the kill moves on
+                t.cancel()
+                self.chaos.carry.append(t.args[0])
         self.timers = []
         # An armed one-shot kill whose step did not run this week moves on.
         for what in list(self.oneshot_kill):

@@ -8,7 +8,7 @@ searched for the planted secrets.
 Bounded CI form by default; the size is set by environment variables (docs/chaos.md):
   CL_CHAOS_OPPS (opportunities), CL_CHAOS_MONTHS, CL_CHAOS_KILLS (planned SIGKILLs),
   CL_CHAOS_SEED (history and chaos plan), CL_CHAOS_REFIT_EVERY, CL_CHAOS_PORT (own broker;
-  controller on +1), CL_CHAOS_WORK (keep the run's files there instead of pytest's tmp).
+  controller on +1), CL_CHAOS_HTTP_PORT_BASE (the workers' /metrics ports, five from it), CL_CHAOS_WORK (keep the run's files there instead of pytest's tmp).
 It runs on a broker of its own (deploy/kafka on CL_CHAOS_PORT, default 29392), which it
 always stops at the end.
 """
@@ -29,6 +29,7 @@ KILLS = int(os.environ.get("CL_CHAOS_KILLS", "24"))
 SEED = int(os.environ.get("CL_CHAOS_SEED", "7"))
 REFIT_EVERY = int(os.environ.get("CL_CHAOS_REFIT_EVERY", "500"))
 PORT = int(os.environ.get("CL_CHAOS_PORT", "29392"))
+HTTP_PORT_BASE = int(os.environ.get("CL_CHAOS_HTTP_PORT_BASE", "19401"))  # five ports
 # 0 only to isolate a failure while diagnosing; the test then fails its broker check.
 BROKER_RESTART = os.environ.get("CL_CHAOS_BROKER_RESTART", "1") != "0"
 
@@ -70,12 +71,12 @@ def test_chaos_run_equals_undisturbed_run(tmp_path):
     try:
         broker.start()
         ch.say("undisturbed run")
-        base_args = args(os.path.join(work, "undisturbed"), broker.brokers, history, 19401)
+        base_args = args(os.path.join(work, "undisturbed"), broker.brokers, history, HTTP_PORT_BASE)
         base_prefix = ch.drive(base_args, None, extra)
         t1 = time.time()
         ch.say("chaos run (%d kills planned)" % KILLS)
         chaos = ch.Chaos(SEED, KILLS, weeks=0, broker=broker, broker_week=None)
-        chaos_args = args(os.path.join(work, "chaos"), broker.brokers, history, 19401)
+        chaos_args = args(os.path.join(work, "chaos"), broker.brokers, history, HTTP_PORT_BASE)
         # The broker goes away at ~40 % of the replay (the week count is known once the
         # history exists).
         runs = [f for f in os.listdir(os.path.join(history, "runs")) if f.startswith("run-")]
