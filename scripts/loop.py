@@ -187,6 +187,7 @@ class Loop:
         """Releases changes to Salesforce. They are stamped with the current time (the
         replay happens now), and the driver waits until the next whole second so that
         the next pull, whose window ends at its start time, includes them."""
+        t0 = time.time()
         for i in range(0, len(records), 2000):
             body = json.dumps({"records": records[i:i + 2000], "restamp": True}).encode()
             req = urllib.request.Request(self.sf_url + "/__fake/upsert", data=body, method="POST",
@@ -194,8 +195,11 @@ class Loop:
             with urllib.request.urlopen(req, timeout=60) as r:
                 r.read()
         if records:
-            now = time.time()
-            time.sleep(1.0 - (now - int(now)) + 0.01)
+            # The server stamps a batch 1 ms apart from the time of the call, so the
+            # last stamp is at most max(now, t0 + N ms); the pull that follows ends at
+            # its own start second, which must come after that stamp.
+            last = max(time.time(), t0 + len(records) / 1000.0)
+            time.sleep(max(0.0, int(last) + 1.01 - time.time()))
 
     def outcomes_args(self):
         return ["--salesforce.auth=jwt", "--salesforce.login.url=" + self.sf_url,
