@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "prom.h"
 #include "util.h"
 
 extern char *program_invocation_short_name; /* glibc, declared under _GNU_SOURCE */
@@ -393,14 +394,14 @@ int cl_producer_send(cl_producer *p, const char *topic, const void *key, size_t 
                      size_t nheaders, void *msg_opaque, int queue_wait_ms, char *err, size_t errlen)
 {
     return cl_producer_send_partition(p, topic, CL_KAFKA_PARTITION_ANY, key, key_len, value,
-                                      value_len, headers, nheaders, msg_opaque, queue_wait_ms,
-                                      err, errlen);
+                                      value_len, headers, nheaders, msg_opaque, queue_wait_ms, err,
+                                      errlen);
 }
 
 int cl_producer_send_partition(cl_producer *p, const char *topic, int32_t partition,
-                               const void *key, size_t key_len, const void *value,
-                               size_t value_len, const cl_kafka_header *headers, size_t nheaders,
-                               void *msg_opaque, int queue_wait_ms, char *err, size_t errlen)
+                               const void *key, size_t key_len, const void *value, size_t value_len,
+                               const cl_kafka_header *headers, size_t nheaders, void *msg_opaque,
+                               int queue_wait_ms, char *err, size_t errlen)
 {
     rd_kafka_headers_t *hdrs = NULL;
     if (nheaders) {
@@ -420,8 +421,7 @@ int cl_producer_send_partition(cl_producer *p, const char *topic, int32_t partit
     for (;;) {
         e = rd_kafka_producev(
             p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_KEY(key, key ? key_len : 0),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, key ? key_len : 0),
             RD_KAFKA_V_VALUE((void *)value, value ? value_len : 0), RD_KAFKA_V_HEADERS(hdrs),
             RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -1832,4 +1832,21 @@ int cl_kafka_group_lag(const cl_config *cfg, const char *group, cl_lag_report *o
     admin_close(&a);
     if (rc != CL_OK) cl_lag_report_free(out);
     return rc;
+}
+
+void cl_consumer_export_lag(cl_consumer *c, cl_prom *reg)
+{
+    cl_lag_report r = {0};
+    if (!c || cl_consumer_lag(c, &r) != CL_OK) return;
+    cl_prom_partition_lag *rows = calloc(r.n ? r.n : 1, sizeof *rows);
+    if (rows) {
+        for (size_t i = 0; i < r.n; i++)
+            rows[i] = (cl_prom_partition_lag){r.parts[i].group,      r.parts[i].topic,
+                                              r.parts[i].partition,  r.parts[i].committed_offset,
+                                              r.parts[i].end_offset, r.parts[i].lag,
+                                              r.parts[i].lag_seconds};
+        cl_prom_set_consumer_lag(reg, rows, r.n, NULL, 0);
+        free(rows);
+    }
+    cl_lag_report_free(&r);
 }

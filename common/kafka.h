@@ -322,6 +322,13 @@ double cl_kafka_estimate_lag_seconds(const cl_lag_sample *samples, size_t n, int
  * offset. Thread-safe. */
 int cl_consumer_lag(cl_consumer *c, cl_lag_report *out);
 
+/* Sets the consumer's lag series on a Prometheus registry (kafka_consumergroup_lag and
+ * the other kafka_exporter names, prom.h). Meant for a collector registered with
+ * cl_prom_add_collector, so the figures are fresh at every scrape; safe from the HTTP
+ * thread. A consumer with no statistics yet leaves the series as they are. */
+struct cl_prom;
+void cl_consumer_export_lag(cl_consumer *c, struct cl_prom *reg);
+
 /* ---------------------------------------------------------------- administration */
 
 typedef struct {

@@ -1021,21 +1021,7 @@ static void pause_restoring(cl_join_worker *w)
 static void collect(cl_prom *reg, void *ud)
 {
     cl_join_worker *w = ud;
-    cl_lag_report r = {0};
-    if (w->consumer && cl_consumer_lag(w->consumer, &r) == CL_OK) {
-        cl_prom_partition_lag *rows = calloc(r.n ? r.n : 1, sizeof *rows);
-        if (rows) {
-            for (size_t i = 0; i < r.n; i++)
-                rows[i] =
-                    (cl_prom_partition_lag){r.parts[i].group,      r.parts[i].topic,
-                                            r.parts[i].partition,  r.parts[i].committed_offset,
-                                            r.parts[i].end_offset, r.parts[i].lag,
-                                            r.parts[i].lag_seconds};
-            cl_prom_set_consumer_lag(reg, rows, r.n, NULL, 0);
-            free(rows);
-        }
-        cl_lag_report_free(&r);
-    }
+    cl_consumer_export_lag(w->consumer, reg);
     cl_store_stats st;
     cl_store_stats_get(w->store, &st);
     cl_prom_gauge_set(w->m.waiting_opps, NULL, (double)st.entries[DB_TIMERS]);

@@ -81,6 +81,7 @@ typedef struct {
 
 struct cl_metrics_worker {
     cl_config *cfg;
+    int lag_collector; /* consumer lag on /metrics, refreshed at each scrape */
     char t_labeled[256], t_metrics[256], t_dlq[256], t_weights[256];
     size_t poll_max;
     int64_t interval_ms, exit_idle_ms;
@@ -703,6 +704,12 @@ static int common_new(cl_config *cfg, cl_metrics_worker *w, char *err, size_t er
     return rc;
 }
 
+static void collect_lag(cl_prom *reg, void *ud)
+{
+    cl_metrics_worker *w = ud;
+    cl_consumer_export_lag(w->consumer, reg);
+}
+
 int cl_metrics_worker_new(cl_config *cfg, cl_metrics_worker **out, char *err, size_t errlen)
 {
     cl_metrics_worker *w = calloc(1, sizeof *w);
@@ -731,6 +738,11 @@ int cl_metrics_worker_new(cl_config *cfg, cl_metrics_worker **out, char *err, si
     co.hooks.ud = w;
     if ((rc = cl_consumer_new(cfg, &co, &w->consumer, err, errlen)) != CL_OK)
         goto fail;
+    w->lag_collector = cl_prom_add_collector(w->prom, collect_lag, w);
+    if (w->lag_collector <= 0) {
+        rc = cl_seterr(err, errlen, CL_ENOMEM, "cannot register the consumer lag collector");
+        goto fail;
+    }
     if (cl_config_bool(cfg, "metrics.follow.weights")) {
         const char *wt[1] = {w->t_weights};
         cl_consumer_opts wo = {0};
@@ -838,6 +850,8 @@ void cl_metrics_worker_free(cl_metrics_worker *w)
     if (!w)
         return;
     char err[CL_ERRLEN];
+    if (w->prom && w->lag_collector > 0)
+        cl_prom_remove_collector(w->prom, w->lag_collector);
     if (w->consumer)
         cl_consumer_close(w->consumer, w->shutdown_ms, err, sizeof err);
     if (w->txn)

@@ -142,21 +142,7 @@ static int metrics_init(cl_refit_worker *w, char *err, size_t errlen)
 static void collect(cl_prom *reg, void *ud)
 {
     cl_refit_worker *w = ud;
-    cl_lag_report r = {0};
-    if (w->consumer && cl_consumer_lag(w->consumer, &r) == CL_OK) {
-        cl_prom_partition_lag *rows = calloc(r.n ? r.n : 1, sizeof *rows);
-        if (rows) {
-            for (size_t i = 0; i < r.n; i++)
-                rows[i] =
-                    (cl_prom_partition_lag){r.parts[i].group,      r.parts[i].topic,
-                                            r.parts[i].partition,  r.parts[i].committed_offset,
-                                            r.parts[i].end_offset, r.parts[i].lag,
-                                            r.parts[i].lag_seconds};
-            cl_prom_set_consumer_lag(reg, rows, r.n, NULL, 0);
-            free(rows);
-        }
-        cl_lag_report_free(&r);
-    }
+    cl_consumer_export_lag(w->consumer, reg);
 }
 
 static int topic_copy(cl_refit_worker *w, const char *name, char out[256], char *err, size_t errlen)
