@@ -869,8 +869,24 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
     return 0; /* librdkafka frees json */
 }
 
+static int assign_whole_topics_once(cl_consumer *c, const char *const *topics, size_t ntopics,
+                                    char *err, size_t errlen);
+
+/* A topic created a moment ago may not be in every broker's metadata yet: a missing
+ * topic is looked up again for a few seconds before it is reported as missing. */
 static int assign_whole_topics(cl_consumer *c, const char *const *topics, size_t ntopics, char *err,
                                size_t errlen)
+{
+    int64_t deadline = cl_mono_ms() + 5000;
+    for (;;) {
+        int rc = assign_whole_topics_once(c, topics, ntopics, err, errlen);
+        if (rc != CL_ENOTFOUND || cl_mono_ms() >= deadline) return rc;
+        cl_sleep_ms(250);
+    }
+}
+
+static int assign_whole_topics_once(cl_consumer *c, const char *const *topics, size_t ntopics,
+                                    char *err, size_t errlen)
 {
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t e = rd_kafka_metadata(c->rk, 1, NULL, &md, 10000);
